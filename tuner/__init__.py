@@ -3,14 +3,27 @@
 Importing this package imports neither onnxruntime, plotly nor pynvml.
 """
 
+from tuner._convert import ConversionOptions, ConversionResult, convert_precision
+from tuner._conversion_report import ConversionReport, NodeDecision
 from tuner._errors import AmptuneError, MissingDependencyError, ModelLoadError, PassError, PlanError
+from tuner._inspect import ModelSummary, inspect_model
+from tuner._model_io import load_model, save_model
 from tuner._version import __version__
 
 __all__ = [
     "AmptuneError",
+    "ConversionOptions",
+    "ConversionReport",
+    "ConversionResult",
+    "NodeDecision",
+    "convert_precision",
     "MissingDependencyError",
     "ModelLoadError",
+    "ModelSummary",
     "PassError",
     "PlanError",
     "__version__",
+    "inspect_model",
+    "load_model",
+    "save_model",
 ]
