@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -256,7 +256,9 @@ def _collect_weights(
     scope = dict(visible)
     for value in graph.input:
         scope[value.name] = None
-    local: list[_Weight] = [_Weight(t.name, "initializer", path, t, None) for t in graph.initializer]
+    local: list[_Weight] = [
+        _Weight(t.name, "initializer", path, t, None) for t in graph.initializer
+    ]
     local += [
         _Weight(s.values.name, "initializer", path, s.values, None)
         for s in graph.sparse_initializer
@@ -274,9 +276,9 @@ def _collect_weights(
         op_types[(node.domain, node.op_type)] += 1
         label = _node_label(node, index)
         for name in dict.fromkeys(node.input):  # a node reading a tensor twice reads it once
-            weight = scope.get(name) if name else None
-            if weight is not None:
-                weight.readers.append(NodeReference(label, node.op_type, path))
+            read = scope.get(name) if name else None
+            if read is not None:
+                read.readers.append(NodeReference(label, node.op_type, path))
         for attribute, body in _subgraph_attributes(node):
             inner = f"{path}/{label}.{attribute}" if path else f"{label}.{attribute}"
             _collect_weights(body, inner, scope, weights, op_types)
@@ -290,10 +292,16 @@ def _value_ranges(array: np.ndarray) -> dict[str, Any]:
     nonfinite = int(values.size - np.count_nonzero(finite))
     if nonfinite:
         values = values[finite]
-    ranges: dict[str, Any] = dict(
-        min=None, max=None, max_abs=None, min_nonzero_abs=None, nonfinite_count=nonfinite,
-        fp16_overflow_count=0, fp16_flush_count=0, fp16_flush_norm_fraction=0.0,
-    )  # fmt: skip
+    ranges: dict[str, Any] = {
+        "min": None,
+        "max": None,
+        "max_abs": None,
+        "min_nonzero_abs": None,
+        "nonfinite_count": nonfinite,
+        "fp16_overflow_count": 0,
+        "fp16_flush_count": 0,
+        "fp16_flush_norm_fraction": 0.0,
+    }
     if values.size == 0:
         return ranges
     magnitudes = np.abs(values)
@@ -316,14 +324,15 @@ def _value_ranges(array: np.ndarray) -> dict[str, Any]:
 
 def _float_stats(weight: _Weight, array: np.ndarray | None, nbytes: int) -> FloatTensorStats:
     tensor = weight.tensor
+    values = array if array is not None else np.empty(0, np.float32)
     return FloatTensorStats(
         name=weight.name,
         source=weight.source,
         graph=weight.graph,
         element_type=_type_name(tensor.data_type) if tensor is not None else "FLOAT",
-        shape=tuple(tensor.dims) if tensor is not None else tuple(np.shape(array)),
+        shape=tuple(tensor.dims) if tensor is not None else tuple(values.shape),
         nbytes=nbytes,
-        **_value_ranges(array if array is not None else np.empty(0, np.float32)),
+        **_value_ranges(values),
     )
 
 

@@ -64,13 +64,13 @@ def format_summary_text(summary: ModelSummary) -> str:
     producer = " ".join(p for p in (summary.producer_name, summary.producer_version) if p)
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in summary.opset_imports)
     lines = [
-        f"IR version {summary.ir_version}; opsets: {opsets or 'none'}; "
-        f"producer: {producer or 'unknown'}",
+        f"IR version {summary.ir_version}; opsets: {opsets or 'none'}; producer: "
+        + (producer or "unknown"),
     ]
     for title, values in (("Inputs", summary.inputs), ("Outputs", summary.outputs)):
         lines.append(f"{title}:")
-        rows = [(v.name, v.element_type, _shape(v)) for v in values]
-        lines += _table(rows) if rows else ["  none"]
+        value_rows = [(v.name, v.element_type, _shape(v)) for v in values]
+        lines += _table(value_rows) if value_rows else ["  none"]
 
     lines.append(
         f"Nodes: {summary.node_count} in the main graph, {summary.total_node_count} in all graphs"
@@ -107,12 +107,12 @@ def format_summary_text(summary: ModelSummary) -> str:
     out_of_range = summary.fp16_out_of_range
     if out_of_range:
         lines.append(f"Values beyond FP16 range (|v| > 65504): {len(out_of_range)} tensors")
-        rows = [("tensor", "values", "max |v|", "read by")]
+        range_rows = [("tensor", "values", "max |v|", "read by")]
         for entry in out_of_range[:_MAX_ROWS]:
             readers = ", ".join(_reader(r) for r in entry.readers) or "no node"
             name = f"{entry.graph}: {entry.tensor}" if entry.graph else entry.tensor
-            rows.append((name, str(entry.count), _number(entry.max_abs), readers))
-        lines += _cut(_table(rows), len(out_of_range), "tensors")
+            range_rows.append((name, str(entry.count), _number(entry.max_abs), readers))
+        lines += _cut(_table(range_rows), len(out_of_range), "tensors")
     else:
         lines.append("Values beyond FP16 range (|v| > 65504): none")
 
@@ -122,15 +122,14 @@ def format_summary_text(summary: ModelSummary) -> str:
         lines.append(
             f"Values FP16 flushes to zero (0 < |v| <= 2**-25): {total} in {len(flushing)} tensors"
         )
-        rows = [("tensor", "values", "of", "share of norm")]
+        flush_rows = [("tensor", "values", "of", "share of norm")]
         for stats in flushing[:_MAX_ROWS]:
             name = f"{stats.graph}: {stats.name}" if stats.graph else stats.name
             size = str(math.prod(stats.shape))
-            rows.append(
+            flush_rows.append(
                 (name, str(stats.fp16_flush_count), size, f"{stats.fp16_flush_norm_fraction:.2e}")
             )
-        lines += _cut(_table(rows), len(flushing), "tensors")
+        lines += _cut(_table(flush_rows), len(flushing), "tensors")
     else:
         lines.append("Values FP16 flushes to zero (0 < |v| <= 2**-25): none")
     return "\n".join(lines)
-

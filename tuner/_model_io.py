@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ EXTERNAL_DATA_SIZE_THRESHOLD = 1024
 _LARGE_TENSOR_BYTES = 1 << 20
 _LARGE_TENSOR_ALIGNMENT = 1 << 16
 
+_FOUR_BIT_TYPES = frozenset({TensorProto.INT4, TensorProto.UINT4, TensorProto.FLOAT4E2M1})
+
 PathLike = str | os.PathLike[str]
 
 
@@ -43,7 +45,7 @@ def _tensors_in_graph(graph: GraphProto) -> Iterator[TensorProto]:
         yield from _tensors_in_attributes(node.attribute)
 
 
-def _tensors_in_attributes(attributes: list[AttributeProto]) -> Iterator[TensorProto]:
+def _tensors_in_attributes(attributes: Iterable[AttributeProto]) -> Iterator[TensorProto]:
     for attribute in attributes:
         if attribute.HasField("t"):
             yield attribute.t
@@ -175,7 +177,9 @@ def load_model(path: PathLike) -> ModelProto:
         try:
             onnx.load_external_data_for_model(model, str(folder))
         except (OSError, ValueError, onnx.checker.ValidationError) as error:
-            raise ModelLoadError(f"external data of {model_path} cannot be read: {error}") from error
+            raise ModelLoadError(
+                f"external data of {model_path} cannot be read: {error}"
+            ) from error
         for tensor in external:  # onnx sets DEFAULT explicitly; an unset field is the same
             tensor.ClearField("data_location")
     return model
@@ -202,13 +206,8 @@ def tensor_nbytes(tensor: TensorProto) -> int:
     if tensor.data_type == TensorProto.STRING:
         return sum(len(value) for value in tensor.string_data)
     count = math.prod(tensor.dims)
-    bits = {
-        TensorProto.INT4: 4,
-        TensorProto.UINT4: 4,
-        TensorProto.FLOAT4E2M1: 4,
-    }.get(tensor.data_type)
-    if bits is not None:
-        return (count * bits + 7) // 8
+    if tensor.data_type in _FOUR_BIT_TYPES:
+        return (count + 1) // 2
     return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
@@ -218,7 +217,7 @@ class _StagedTensor:
 
     tensor: TensorProto
     raw_data: bytes
-    data_location: int
+    data_location: TensorProto.DataLocation
     external_data: list[tuple[str, str]]
 
     def restore(self) -> None:
@@ -347,7 +346,9 @@ def save_model(
     ``size_limit`` bytes); True always writes tensors of ``size_threshold`` bytes or more to
     ``<file name>.data`` next to the model; False never does (and fails for a model too big).
     Both files are written to temporary names first and renamed into place once complete,
-    data file first, so a failure leaves any previous model at ``path`` intact.
+    data file first: a failure while writing (a full disk, say) leaves any previous model at
+    ``path`` intact and no partial file behind. ``model`` is changed in place while it is
+    written (large tensors point at the data file) and restored before returning.
     """
     model_path = Path(path)
     if model_path.is_dir():

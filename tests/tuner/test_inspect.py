@@ -137,7 +137,10 @@ def test_header_inputs_outputs() -> None:
         ("flag", "BOOL", ()),
         ("steps", "INT64", None),
     ]
-    assert [(v.name, v.shape) for v in summary.outputs] == [("y", ("batch", None)), ("custom_out", None)]
+    assert [(v.name, v.shape) for v in summary.outputs] == [
+        ("y", ("batch", None)),
+        ("custom_out", None),
+    ]
 
 
 def test_op_histogram_counts_every_graph_with_domains() -> None:
@@ -302,7 +305,11 @@ def _all_graphs(graph: GraphProto, path: str = "") -> Iterator[tuple[str, GraphP
     for node in graph.node:
         for attribute in node.attribute:
             if attribute.type == AttributeProto.GRAPH:
-                inner = f"{path}/{node.name}.{attribute.name}" if path else f"{node.name}.{attribute.name}"
+                inner = (
+                    f"{path}/{node.name}.{attribute.name}"
+                    if path
+                    else f"{node.name}.{attribute.name}"
+                )
                 yield from _all_graphs(attribute.g, inner)
 
 
@@ -367,7 +374,9 @@ def test_silero_vad_subgraphs_and_their_weights() -> None:
     }
     then_branch = next(s for s in summary.subgraphs if s.attribute == "then_branch")
     then_graph = next(n for n in model.graph.node if n.op_type == "If").attribute
-    assert then_branch.node_count == len(next(a.g for a in then_graph if a.name == "then_branch").node)
+    assert then_branch.node_count == len(
+        next(a.g for a in then_graph if a.name == "then_branch").node
+    )
 
     def flatten(subgraphs):  # type: ignore[no-untyped-def]
         for subgraph in subgraphs:
@@ -389,7 +398,9 @@ def test_silero_vad_out_of_range_weight_read_inside_a_branch() -> None:
     conv = target = None
     for path, graph in _all_graphs(model.graph):
         constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
-        conv = next((n for n in graph.node if n.op_type == "Conv" and n.input[1] in constants), None)
+        conv = next(
+            (n for n in graph.node if n.op_type == "Conv" and n.input[1] in constants), None
+        )
         if conv is not None and path:
             target = (path, constants[conv.input[1]])
             break

@@ -12,8 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
-from tuner import AmptuneError, ModelLoadError, load_model, save_model
-from tuner import _model_io
+from tuner import AmptuneError, ModelLoadError, _model_io, load_model, save_model
 from tuner._model_io import check_model_file
 
 _RNG = np.random.default_rng(7)
@@ -81,7 +80,7 @@ def external_locations(path: Path) -> dict[str, str]:
     """Tensor name -> external location, read without loading the data."""
     model = onnx.load(str(path), load_external_data=False)
     return {
-        tensor.name: dict((e.key, e.value) for e in tensor.external_data)["location"]
+        tensor.name: {e.key: e.value for e in tensor.external_data}["location"]
         for tensor in _model_io.iter_model_tensors(model)
         if tensor.data_location == TensorProto.EXTERNAL
     }
