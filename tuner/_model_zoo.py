@@ -75,6 +75,23 @@ class ModelInput:
             return rng.integers(int(self.low), int(self.high), size=shape, dtype=dtype)
         return rng.uniform(self.low, self.high, size=shape).astype(dtype)
 
+    def argument(self, batch: int | None = None) -> str:
+        """The ``NAME=SHAPE:DISTRIBUTION`` text that ``--input`` and study files take."""
+        shape = list(self.shape)
+        if batch is not None and self.batch_axis is not None:
+            shape[self.batch_axis] = batch
+        dims = "x".join(str(dim) for dim in shape)
+        integer = self.dtype.startswith(("int", "uint"))
+        if self.constant is not None:
+            # That grammar has no constant: an integer range one wide, or a normal with std 0.
+            value = int(self.constant) if integer else self.constant
+            values = f"int({value},{value + 1})" if integer else f"normal({value},0)"
+        else:
+            kind = "int" if integer else "uniform"
+            low, high = (int(self.low), int(self.high)) if integer else (self.low, self.high)
+            values = f"{kind}({low},{high})"
+        return f"{self.name}={dims}:{values}"
+
 
 @dataclass(frozen=True)
 class RealModel:
@@ -115,6 +132,10 @@ class RealModel:
                 f"no {self.path!r} (looked at {source}); reinstall it with: {self.install_command}"
             )
         return source
+
+    def input_arguments(self, batch: int | None = None) -> list[str]:
+        """Every input as ``--input`` text, at the default shapes or another batch size."""
+        return [spec.argument(batch) for spec in self.inputs]
 
     def sample_inputs(self, seed: int = 0, batch: int | None = None) -> dict[str, np.ndarray]:
         """Inputs at the default shapes (or another batch size), reproducible from `seed`."""
@@ -221,7 +242,8 @@ def _export_versions(model: RealModel) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             raise MissingDependencyError(
                 f"real model {model.name!r} is exported to ONNX with torch, transformers and onnx; "
-                f"{package!r} is not installed; install them with: pip install 'amptune[export]'"
+                f"{package!r} is not installed; install it with: pip install {package} "
+                f"(scripts/setup-venv --test installs all three)"
             ) from None
     return versions
 
