@@ -193,13 +193,14 @@ def convert_precision(
     options = options or ConversionOptions()
     converted = onnx.ModelProto()
     converted.CopyFrom(model)
-    warnings = validate_plan(converted, plan)
-    report = ConversionReport(lower=plan.lower, plan_digest=plan.digest())
     if plan.keep_all_fp32:
+        report = ConversionReport(lower=plan.lower, plan_digest=plan.digest())
+        report.warnings.extend(validate_plan(converted, plan))
         report.cast_count = _count_casts(converted)
-        report.warnings.extend(warnings)
         return ConversionResult(converted, report, plan)
+    # Names first: a plan may name nodes by the names amptune gives unnamed ones (inspect shows them).
     renamed = name_unnamed_nodes(converted)
+    warnings = validate_plan(converted, plan)
     precision_pass = PrecisionPass(plan, options)
     result = PassManager([precision_pass])(converted)
     report = precision_pass.report

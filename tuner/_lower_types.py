@@ -20,7 +20,7 @@ class LowerFloatType:
 
     def flushes_to_zero(self, values: np.ndarray) -> np.ndarray:
         """Mask of non-zero values that become exactly zero in this type (round to nearest)."""
-        return (values != 0) & (np.abs(values) < self.smallest_subnormal / 2)
+        return (values != 0) & (np.abs(values) <= self.smallest_subnormal / 2)
 
 
 FP16 = LowerFloatType(
