@@ -183,7 +183,8 @@ class KernelRegistry:
         return _default_registry()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> KernelRegistry:
+    def from_file(cls, path: str | os.PathLike,
+                  default_provider: str = "CUDAExecutionProvider") -> KernelRegistry:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -193,7 +194,7 @@ class KernelRegistry:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise KernelRegistryError(f"kernel registry file {str(path)!r} is not readable "
                                       f"JSON: {error}") from None
-        return cls.from_mapping(data, origin=str(path))
+        return cls.from_mapping(data, origin=str(path), default_provider=default_provider)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], origin: str = "mapping",
@@ -237,7 +238,7 @@ class KernelRegistry:
             added = KernelRegistry.from_mapping(other, origin="additions mapping",
                                                 default_provider=self.provider)
         elif isinstance(other, (str, os.PathLike)):
-            added = KernelRegistry.from_file(other)
+            added = KernelRegistry.from_file(other, default_provider=self.provider)
         else:
             raise KernelRegistryError(f"kernel additions must be a KernelRegistry, a mapping or "
                                       f"a JSON file path; got {type(other).__name__}")
