@@ -7,11 +7,17 @@ from tuner._convert import ConversionOptions, ConversionResult, convert_precisio
 from tuner._conversion_report import ConversionReport, NodeDecision
 from tuner._errors import AmptuneError, MissingDependencyError, ModelLoadError, PassError, PlanError
 from tuner._inspect import ModelSummary, inspect_model
+from tuner._kernel_registry import KernelEntry, KernelRegistry, KernelRegistryError
 from tuner._model_io import load_model, save_model
+from tuner._model_zoo import REAL_MODELS, real_model_path
 from tuner._version import __version__
 
 __all__ = [
     "AmptuneError",
+    "KernelEntry",
+    "KernelRegistry",
+    "KernelRegistryError",
+    "REAL_MODELS",
     "ConversionOptions",
     "ConversionReport",
     "ConversionResult",
@@ -25,5 +31,6 @@ __all__ = [
     "__version__",
     "inspect_model",
     "load_model",
+    "real_model_path",
     "save_model",
 ]

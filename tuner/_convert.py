@@ -115,8 +115,12 @@ class PrecisionPass(GraphPass):
     ensures: no Cast reads a Cast that undoes it; every tensor one type; the checker passes.
     """
 
-    def __init__(self, plan: PrecisionPlan, options: ConversionOptions) -> None:
+    def __init__(self, plan: PrecisionPlan, options: ConversionOptions,
+                 source: onnx.ModelProto | None = None) -> None:
         self.plan, self.options = plan, options
+        # The source model holds the main graph's initializers when the model given to ``call``
+        # is a copy without them (see copy_without_initializers); types are read from it too.
+        self.source = source
         self.report = ConversionReport(lower=plan.lower, plan_digest=plan.digest())
         self.added_casts: list[tuple[str, str]] = []
 
@@ -128,9 +132,10 @@ class PrecisionPass(GraphPass):
     def call(self, model: onnx.ModelProto) -> PassResult:
         lower = lower_float_type(self.plan.lower)
         registry = self.options.registry or KernelRegistry.default()
-        types = tensor_types(model)
+        types = tensor_types(self.source if self.source is not None else model)
+        detached = self.source.graph.initializer if self.source is not None else ()
         policy = WeightPolicy(self.options.clamp_out_of_range, self.options.max_flushed_norm_share)
-        decisions = decide_precisions(model, self.plan, lower, registry, types, policy)
+        decisions = decide_precisions(model, self.plan, lower, registry, types, policy, detached)
         graphs = list(iterate_graphs(model.graph))
         rewrite = PrecisionRewrite(model, decisions, types, lower,
                                    self.options.clamp_out_of_range, self.report, graphs)
@@ -191,17 +196,18 @@ def convert_precision(
     The input model is not changed. See ConversionReport for what was done to each node.
     """
     options = options or ConversionOptions()
-    converted = onnx.ModelProto()
-    converted.CopyFrom(model)
     if plan.keep_all_fp32:
+        converted = onnx.ModelProto()
+        converted.CopyFrom(model)
         report = ConversionReport(lower=plan.lower, plan_digest=plan.digest())
         report.warnings.extend(validate_plan(converted, plan))
         report.cast_count = _count_casts(converted)
         return ConversionResult(converted, report, plan)
     # Names first: a plan may name nodes by the names amptune gives unnamed ones (inspect shows them).
+    converted = copy_without_initializers(model)
     renamed = name_unnamed_nodes(converted)
     warnings = validate_plan(converted, plan)
-    precision_pass = PrecisionPass(plan, options)
+    precision_pass = PrecisionPass(plan, options, source=model)
     result = PassManager([precision_pass])(converted)
     report = precision_pass.report
     report.cast_count = _count_casts(result.model)
@@ -209,6 +215,28 @@ def convert_precision(
     if renamed:
         report.warnings.append(f"{renamed} unnamed or duplicate-named node(s) were given names")
     return ConversionResult(result.model, report, plan)
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    for descriptor, value in source.ListFields():
+        if descriptor.name == skip:
+            continue
+        field_value = getattr(target, descriptor.name)
+        if descriptor.is_repeated:
+            field_value.extend(value)
+        elif descriptor.message_type is not None:
+            field_value.CopyFrom(value)
+        else:
+            setattr(target, descriptor.name, value)
+
+
+def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose main graph has no initializers: the converter writes each one
+    itself, converted or copied, so FP32 weights that get converted are never copied first."""
+    shell = onnx.ModelProto()
+    _copy_fields(model, shell, skip="graph")
+    _copy_fields(model.graph, shell.graph, skip="initializer")
+    return shell
 
 
 def _count_casts(model: onnx.ModelProto) -> int:

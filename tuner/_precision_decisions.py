@@ -8,6 +8,7 @@ producer so that it never needs a Cast of its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import onnx
@@ -57,6 +58,7 @@ class ModelDecisions:
     lowered_graph_inputs: set[str]
     kept_type_outputs: set[str]
     lowered_branch_outputs: set[str]
+    detached_initializers: tuple[onnx.TensorProto, ...] = ()
     consumers: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
@@ -94,8 +96,10 @@ class _Decider:
         registry: KernelRegistry,
         types: dict[str, int],
         policy: WeightPolicy,
+        detached: Sequence[onnx.TensorProto] = (),
     ) -> None:
         self.model, self.plan, self.lower = model, plan, lower
+        self.detached = detached
         self.registry, self.types, self.policy = registry, types, policy
         self.opsets = opset_versions(model)
         self.weights: dict[str, Weight] = {}
@@ -180,7 +184,8 @@ class _Decider:
 
     def collect(self) -> None:
         for graph in iterate_graphs(self.model.graph):
-            self.weights.update(collect_weights(graph, self.opsets.get("", 0)))
+            detached = self.detached if graph is self.model.graph else ()
+            self.weights.update(collect_weights(graph, self.opsets.get("", 0), detached))
             for node in graph.node:
                 self.order.append(node.name)
                 for index, name in enumerate(node.input):
@@ -203,9 +208,11 @@ def decide_precisions(
     registry: KernelRegistry,
     types: dict[str, int],
     policy: WeightPolicy,
+    detached_initializers: Sequence[onnx.TensorProto] = (),
 ) -> ModelDecisions:
-    """Decide every node's precision; ``model`` must have unique node names."""
-    decider = _Decider(model, plan, lower, registry, types, policy)
+    """Decide every node's precision; ``model`` must have unique node names. Its main graph's
+    initializers may be ``detached_initializers`` that the rewrite places (see Weight)."""
+    decider = _Decider(model, plan, lower, registry, types, policy, detached_initializers)
     decider.collect()
     nodes = decider.nodes
     for graph in iterate_graphs(model.graph):
@@ -281,6 +288,7 @@ def decide_precisions(
         kept_type_outputs=kept_type_outputs,
         lowered_branch_outputs=lowered_branch_outputs,
         consumers=decider.consumers,
+        detached_initializers=tuple(detached_initializers),
     )
 
 

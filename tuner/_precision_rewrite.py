@@ -113,7 +113,20 @@ class PrecisionRewrite:
 
     def run(self) -> None:
         self._convert_weights_in_place()
+        self._place_detached_initializers()
         self._rewrite_graph(self.model.graph, parent=None)
+
+    def _place_detached_initializers(self) -> None:
+        """Copy the source initializers that were not converted in place, in their order."""
+        placed = {name for name, weight in self.decisions.weights.items() if weight.placed}
+        converted = {t.name: t for t in self.model.graph.initializer if t.name in placed}
+        ordered: list[onnx.TensorProto] = []
+        for source in self.decisions.detached_initializers:
+            ordered.append(converted[source.name] if source.name in converted else source)
+        extra = [t for t in self.model.graph.initializer if t.name not in placed]
+        del self.model.graph.initializer[:]  # the lowered copies made so far, re-added in order
+        self.model.graph.initializer.extend(ordered)
+        self.model.graph.initializer.extend(extra)
 
     def _convert_weights_in_place(self) -> None:
         for name in sorted(self.decisions.weights_in_place):

@@ -3,6 +3,7 @@ of conversion to a lower float type."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,12 +15,19 @@ from tuner._lower_types import LowerFloatType
 
 @dataclass
 class Weight:
-    """A float tensor with a constant value: an initializer or the output of a Constant node."""
+    """A float tensor with a constant value: an initializer or the output of a Constant node.
+
+    A *detached* initializer lives in the source model, not yet in ``graph``: the converter reads
+    it there and writes only what it needs (the converted tensor, or an FP32 copy), so the FP32
+    weights are never held twice.
+    """
 
     name: str
     graph: onnx.GraphProto
     initializer: onnx.TensorProto | None = None
     constant_node: onnx.NodeProto | None = None
+    detached: bool = False
+    placed: bool = False
 
     def values(self) -> np.ndarray:
         if self.initializer is not None:
@@ -45,6 +53,10 @@ class Weight:
     def replace_values(self, values: np.ndarray) -> None:
         """Store ``values`` (any dtype) as this weight, in place, under the same name."""
         tensor = numpy_helper.from_array(values, self.name)
+        if self.initializer is not None and self.detached:
+            self.graph.initializer.append(tensor)
+            self.placed = True
+            return
         if self.initializer is not None:
             self.initializer.CopyFrom(tensor)
             return
@@ -77,20 +89,26 @@ class WeightRange:
     flushed_norm_share: float  # L2 norm of the flushed values / L2 norm of the tensor
 
 
+_CHUNK = 1 << 20  # elements per step: temporaries stay a few MiB even for a 100M-value tensor
+
+
 def measure_range(values: np.ndarray, lower: LowerFloatType) -> WeightRange:
     flat = values.astype(np.float32, copy=False).ravel()
-    if flat.size == 0:
-        return WeightRange(0, 0.0, 0, 0, 0.0)
-    magnitude = np.abs(flat)
-    finite = np.isfinite(flat)
-    max_abs = float(magnitude[finite].max()) if finite.any() else 0.0
-    out_of_range = int(np.count_nonzero(finite & (magnitude > lower.max_finite)))
-    flushed = lower.flushes_to_zero(flat)
-    flushed_count = int(np.count_nonzero(flushed))
-    share = 0.0
-    if flushed_count:
-        total = float(np.linalg.norm(flat[finite].astype(np.float64)))
-        share = float(np.linalg.norm(flat[flushed].astype(np.float64))) / total if total else 0.0
+    max_abs, out_of_range, flushed_count = 0.0, 0, 0
+    total_square, flushed_square = 0.0, 0.0
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK]
+        finite = np.isfinite(chunk)
+        magnitude = np.abs(np.where(finite, chunk, 0.0))
+        max_abs = max(max_abs, float(magnitude.max()))
+        out_of_range += int(np.count_nonzero(magnitude > lower.max_finite))
+        total_square += float(np.dot(magnitude.astype(np.float64), magnitude))
+        flushed = lower.flushes_to_zero(chunk)
+        if flushed.any():
+            flushed_count += int(np.count_nonzero(flushed))
+            small = magnitude[flushed].astype(np.float64)
+            flushed_square += float(np.dot(small, small))
+    share = float(np.sqrt(flushed_square / total_square)) if total_square else 0.0
     return WeightRange(int(flat.size), max_abs, out_of_range, flushed_count, share)
 
 
@@ -110,9 +128,15 @@ def lower_values(
     return values.astype(lower.numpy_dtype), clamped
 
 
-def collect_weights(graph: onnx.GraphProto, opset: int) -> dict[str, Weight]:
-    """The FP32 weights defined in ``graph`` itself (not in its subgraphs)."""
+def collect_weights(graph: onnx.GraphProto, opset: int,
+                    detached: Sequence[onnx.TensorProto] = ()) -> dict[str, Weight]:
+    """The FP32 weights defined in ``graph`` itself (not in its subgraphs), and the ``detached``
+    initializers of the source model that ``graph`` will hold."""
     weights: dict[str, Weight] = {}
+    for initializer in detached:
+        if initializer.data_type == onnx.TensorProto.FLOAT:
+            weights[initializer.name] = Weight(initializer.name, graph, initializer=initializer,
+                                               detached=True)
     for initializer in graph.initializer:
         if initializer.data_type == onnx.TensorProto.FLOAT:
             weights[initializer.name] = Weight(initializer.name, graph, initializer=initializer)
