@@ -42,7 +42,10 @@ def render_text_images(batch: int, size: int, seed: int) -> np.ndarray:
         image = Image.new("RGB", (size, size), (shade, shade, shade))
         draw = ImageDraw.Draw(image)
         for _ in range(int(rng.integers(8, 16))):
-            font = ImageFont.load_default(size=int(rng.integers(18, 48)))
+            try:
+                font = ImageFont.load_default(size=int(rng.integers(18, 48)))
+            except TypeError:  # Pillow < 10.1 has one bitmap size only
+                font = ImageFont.load_default()
             text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 4))))
             ink = tuple(int(v) for v in rng.integers(0, 80, size=3))
             draw.text((int(rng.integers(0, size // 2)), int(rng.integers(0, size - 40))), text,
