@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--clamp-out-of-range", action="store_true",
                         help="clamp weight values beyond the lower type's range instead of keeping "
                         "their readers in FP32 (each clamped value is reported)")
+    parser.add_argument("--kernel-additions", metavar="KERNELS.json",
+                        help="CUDA EP kernels to add to amptune's shipped list (same format as "
+                        "tuner/data/cuda_ep_kernels.json); they add types, never remove any")
     parser.add_argument("--report", metavar="REPORT.json",
                         help="write the full conversion report (every node's decision) as JSON")
     parser.set_defaults(handler=run_convert)
@@ -84,9 +87,22 @@ def run_convert(args: argparse.Namespace) -> int:
         raise AmptuneError(f"--output {args.output!r} is the input model; choose another path")
     started = time.perf_counter()
     model = load_model(model_path)
+    registry = None
+    if args.kernel_additions:
+        from tuner._kernel_registry import KernelRegistry
+
+        registry = KernelRegistry.default().with_additions(Path(args.kernel_additions))
     result = convert_precision(model, plan, ConversionOptions(
-        clamp_out_of_range=args.clamp_out_of_range))
+        clamp_out_of_range=args.clamp_out_of_range, registry=registry))
     save_model(result.model, output)
+    if any("checker skipped" in warning for warning in result.report.warnings):
+        from tuner._errors import PassError
+        from tuner._model_io import check_model_file
+
+        try:
+            check_model_file(output)
+        except AmptuneError as error:
+            raise PassError(f"the converted model fails onnx.checker: {error}") from error
     elapsed = time.perf_counter() - started
     print(f"wrote {output} ({plan.lower}, plan {plan.digest()}) in {elapsed:.2f} s")
     for line in result.report.summary_lines():
