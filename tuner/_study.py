@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ from tuner._trial_records import (
     REUSED_FROM,
     SEED,
     STATUS,
+    STUDY_CONTEXT,
     STUDY_FINGERPRINT,
     STUDY_OBJECTIVES,
     STUDY_SEEDS_ENQUEUED,
@@ -157,8 +159,14 @@ class TuningStudy:
         tolerance: float,
         sampler: optuna.samplers.BaseSampler | None = None,
         fingerprint: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> TuningStudy:
-        """Create the study, or load it to resume; refuse one made for another model/settings."""
+        """Create the study, or load it to resume; refuse one made for another model/settings.
+
+        ``fingerprint``: what makes this study this study (model digest, metric, inputs...): a
+        stored study with another fingerprint is refused. ``context``: how candidates run
+        (``device``, ``provider_options``, ``model_path``...), stored for the exports.
+        """
         import optuna
 
         try:
@@ -186,16 +194,29 @@ class TuningStudy:
             )
         if stored is None:
             study.set_user_attr(STUDY_OBJECTIVES, list(objectives))
-            study.set_metric_names(list(objectives))
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(objectives))
             study.set_user_attr(STUDY_TOLERANCE, tolerance)
         if fingerprint is not None and stored_fingerprint is None:
             study.set_user_attr(STUDY_FINGERPRINT, fingerprint)
+        if context is not None:
+            study.set_user_attr(STUDY_CONTEXT, context)
         return cls(study, objectives, tolerance)
 
     @classmethod
     def from_config(
-        cls, config: StudyConfig, run_dir: str, fingerprint: dict[str, Any] | None = None
+        cls, config: StudyConfig, run_dir: str, fingerprint: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> TuningStudy:
+        """The study a study file describes; ``context`` defaults to its runtime settings."""
+        if context is None:
+            context = {
+                "device": config.runtime.device,
+                "provider_options": config.runtime.session_provider_options(),
+                "model": config.model.describe(),
+                "metric": config.metric.name,
+            }
         return cls.open(
             name=config.name,
             storage=config.storage_url(run_dir),
@@ -203,6 +224,7 @@ class TuningStudy:
             tolerance=config.metric.tolerance,
             sampler=create_sampler(config.sampler, config.seed),
             fingerprint=fingerprint,
+            context=context,
         )
 
     # -- the one-off sensitivity pass, cached with the study ---------------------------------

@@ -34,6 +34,8 @@ STUDY_FINGERPRINT = "amptune.fingerprint"
 STUDY_SEEDS_ENQUEUED = "amptune.seeds_enqueued"
 STUDY_SENSITIVITY = "amptune.sensitivity"
 STUDY_SPACE = "amptune.search_space"
+# Where and how candidates run (device, provider options, model path, metric): the exports' snippets.
+STUDY_CONTEXT = "amptune.context"
 
 # Constraint names (Optuna 5: trial.set_constraint); feasible when every value is <= 0.
 DRIFT_CONSTRAINT = "drift_over_tolerance"
