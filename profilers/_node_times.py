@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from profilers._cupti_trace import ApiCall, GpuActivity
@@ -51,8 +51,11 @@ class PerNodeReport:
     """Time per node and per op type, per inference, from one clock.
 
     ``clock`` is ``cupti-gpu`` (device time of the node's kernels) or ``ort-profiler-cpu`` (host
-    compute time on the CPU EP). ``measured_total_ms`` is the per-inference total of the same runs
-    from the timer (CUDA events or perf_counter).
+    compute time on the CPU EP). ``profiled_total_ms`` is the per-inference total of the profiled
+    runs from the timer (CUDA events or perf_counter); onnxruntime's profiler slows the host, so
+    on a GPU those runs can leave the device idle. ``event_total_ms`` is the latency measurement's
+    median without the profiler, when the caller has one (:meth:`with_event_total`): the sum is
+    judged against it.
     """
 
     clock: str
@@ -61,12 +64,38 @@ class PerNodeReport:
     op_types: tuple[OpTypeTime, ...]
     attributed_ms: float
     unattributed_ms: float
-    measured_total_ms: float | None = None
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+    profiled_total_ms: float | None = None
+    event_total_ms: float | None = None
+
+    def with_event_total(self, total_ms: float) -> PerNodeReport:
+        return replace(self, event_total_ms=total_ms)
+
+    @property
+    def measured_total_ms(self) -> float | None:
+        """The total the per-node sum is judged against: unprofiled if known, else profiled."""
+        return self.event_total_ms if self.event_total_ms is not None else self.profiled_total_ms
 
     def ratio_to(self, total_ms: float) -> float:
         """Attributed per-node sum over a measured total (1.0: all of it accounted for)."""
         return self.attributed_ms / total_ms if total_ms > 0 else float("nan")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        warnings = []
+        if self.unattributed_ms > 0.05 * max(self.attributed_ms, 1e-9):
+            warnings.append(
+                f"{self.unattributed_ms:.3f} ms per inference of device work could not be tied "
+                "to a node (launched outside every node's host interval)"
+            )
+        total = self.measured_total_ms
+        if total and abs(self.attributed_ms / total - 1.0) > 0.10:
+            warnings.append(
+                f"the per-node sum ({self.attributed_ms:.3f} ms) is "
+                f"{self.attributed_ms / total:.0%} of the measured total ({total:.3f} ms)"
+                + (": the GPU idles between kernels (launch-bound)"
+                   if self.clock == "cupti-gpu" and self.attributed_ms < total else "")
+            )
+        return tuple(warnings)
 
     def op_type_time(self, op_type: str) -> float:
         return sum(o.time_ms for o in self.op_types if o.op_type == op_type)
@@ -77,9 +106,13 @@ class PerNodeReport:
             "inferences": self.inferences,
             "attributed_ms": self.attributed_ms,
             "unattributed_ms": self.unattributed_ms,
-            "measured_total_ms": self.measured_total_ms,
-            "sum_over_measured_total": (
-                self.ratio_to(self.measured_total_ms) if self.measured_total_ms else None
+            "profiled_total_ms": self.profiled_total_ms,
+            "event_total_ms": self.event_total_ms,
+            "sum_over_profiled_total": (
+                self.ratio_to(self.profiled_total_ms) if self.profiled_total_ms else None
+            ),
+            "sum_over_event_total": (
+                self.ratio_to(self.event_total_ms) if self.event_total_ms else None
             ),
             "op_types": [o.__dict__ for o in self.op_types],
             "nodes": [n.__dict__ for n in self.nodes],
@@ -94,7 +127,7 @@ def _report(
     meta: dict[str, NodeRun],
     unattributed_ns: int,
     inferences: int,
-    measured_total_ms: float | None,
+    profiled_total_ms: float | None,
 ) -> PerNodeReport:
     if inferences < 1:
         raise ProfilingError(f"per-node times need >= 1 inference, got {inferences}")
@@ -129,19 +162,6 @@ def _report(
         ),
         key=lambda o: (-o.time_ms, o.op_type),
     )
-    warnings = []
-    if unattributed_ns > 0.05 * max(attributed_ns, 1):
-        warnings.append(
-            f"{unattributed_ns / 1e6 / inferences:.3f} ms per inference of device work could not "
-            "be tied to a node (launched outside every node's host interval)"
-        )
-    if measured_total_ms and abs(attributed_ms / measured_total_ms - 1.0) > 0.10:
-        warnings.append(
-            f"the per-node sum ({attributed_ms:.3f} ms) is "
-            f"{attributed_ms / measured_total_ms:.0%} of the measured total "
-            f"({measured_total_ms:.3f} ms)"
-            + (": the GPU idles between kernels (launch-bound)" if clock == "cupti-gpu" else "")
-        )
     return PerNodeReport(
         clock=clock,
         inferences=inferences,
@@ -149,8 +169,7 @@ def _report(
         op_types=tuple(op_types),
         attributed_ms=attributed_ms,
         unattributed_ms=unattributed_ns / 1e6 / inferences,
-        measured_total_ms=measured_total_ms,
-        warnings=tuple(warnings),
+        profiled_total_ms=profiled_total_ms,
     )
 
 
@@ -159,7 +178,7 @@ def attribute_gpu_time(
     activities: Sequence[GpuActivity],
     api_calls: Sequence[ApiCall],
     inferences: int,
-    measured_total_ms: float | None = None,
+    profiled_total_ms: float | None = None,
 ) -> PerNodeReport:
     """Ties each GPU activity to the node whose host interval holds its launch call."""
     launches = {call.correlation_id: call for call in api_calls}
@@ -183,12 +202,12 @@ def attribute_gpu_time(
         counts[node.name] = counts.get(node.name, 0) + 1
         meta.setdefault(node.name, node)
     return _report(
-        "cupti-gpu", per_node_ns, counts, meta, unattributed_ns, inferences, measured_total_ms
+        "cupti-gpu", per_node_ns, counts, meta, unattributed_ns, inferences, profiled_total_ms
     )
 
 
 def cpu_node_times(
-    runs: Sequence[NodeRun], inferences: int, measured_total_ms: float | None = None
+    runs: Sequence[NodeRun], inferences: int, profiled_total_ms: float | None = None
 ) -> PerNodeReport:
     """Per-node times on the CPU EP: each node run's profiled duration is its compute time."""
     per_node_ns: dict[str, int] = {}
@@ -198,4 +217,4 @@ def cpu_node_times(
         per_node_ns[run.name] = per_node_ns.get(run.name, 0) + (run.end_ns - run.start_ns)
         counts[run.name] = counts.get(run.name, 0) + 1
         meta.setdefault(run.name, run)
-    return _report("ort-profiler-cpu", per_node_ns, counts, meta, 0, inferences, measured_total_ms)
+    return _report("ort-profiler-cpu", per_node_ns, counts, meta, 0, inferences, profiled_total_ms)

@@ -143,9 +143,12 @@ def _op_type_rows(per_node: PerNodeReport, count: int) -> list[Row]:
     rows = [(o.op_type, f"{_ms(o.time_ms)} ({o.share:.1%}, {o.nodes} nodes)")
             for o in per_node.op_types[:count]]
     total = f"{_ms(per_node.attributed_ms)} per inference ({per_node.clock})"
-    if per_node.measured_total_ms:
-        total += (f", {per_node.ratio_to(per_node.measured_total_ms):.1%} of the measured "
-                  f"{_ms(per_node.measured_total_ms)}")
+    if per_node.event_total_ms:
+        total += (f", {per_node.ratio_to(per_node.event_total_ms):.1%} of the latency median "
+                  f"{_ms(per_node.event_total_ms)}")
+    elif per_node.profiled_total_ms:
+        total += (f", {per_node.ratio_to(per_node.profiled_total_ms):.1%} of the profiled runs' "
+                  f"{_ms(per_node.profiled_total_ms)}")
     return [("sum", total), *rows]
 
 
@@ -179,5 +182,9 @@ def profile_candidate(
     latency = profiler.measure_latency(
         candidate, candidate_feeds[0], output_arrays=drift.candidate_outputs[0]
     )
-    nodes = profiler.measure_per_node(candidate, candidate_feeds[0]) if per_node else None
+    nodes = None
+    if per_node:
+        nodes = profiler.measure_per_node(candidate, candidate_feeds[0]).with_event_total(
+            latency.latency.median_ms
+        )
     return ProfileReport(reference, drift, latency, nodes, dict(context or {}))

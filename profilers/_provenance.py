@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -45,7 +46,13 @@ def _loaded_library_version(names: tuple[str, ...], symbol: str) -> int | None:
 
 
 def git_commit(start: Path | None = None) -> dict[str, Any]:
-    """The commit of the checkout amptune runs from, and whether it has local changes."""
+    """The commit of the checkout amptune runs from, and whether it has local changes.
+
+    A copy without ``.git`` (a tree shipped to a GPU host) may name its commit in the environment
+    variable ``AMPTUNE_GIT_COMMIT``.
+    """
+    if start is None and os.environ.get("AMPTUNE_GIT_COMMIT"):
+        return {"commit": os.environ["AMPTUNE_GIT_COMMIT"], "dirty": None, "source": "environment"}
     folder = start or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(

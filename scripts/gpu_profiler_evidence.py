@@ -127,8 +127,10 @@ def main() -> int:
             "event_vs_wall": event_median / wall_median - 1.0,
             "per_node_sum_ms": per_node.attributed_ms,
             "per_node_unattributed_ms": per_node.unattributed_ms,
-            "per_node_profiled_event_ms": per_node.measured_total_ms,
+            "per_node_profiled_event_ms": per_node.profiled_total_ms,
             "per_node_sum_vs_event_median": per_node.attributed_ms / event_median - 1.0,
+            "per_node_sum_vs_profiled_events": per_node.attributed_ms
+            / per_node.profiled_total_ms - 1.0,
             "cast_ms": per_node.op_type_time("Cast"),
             "top_op_types": [o.__dict__ for o in per_node.op_types[:8]],
             "top_nodes": [n.__dict__ for n in per_node.nodes[:8]],

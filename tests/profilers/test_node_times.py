@@ -81,7 +81,7 @@ def test_attribution_ties_kernels_to_the_node_that_launched_them():
         GpuActivity("memcpy", "memcpy", 0, 10 * US, 8),
         GpuActivity("kernel", "orphan", 0, 5 * US, 99),  # no launch record at all
     ]
-    report = attribute_gpu_time(runs, activities, calls, inferences=2, measured_total_ms=1.0)
+    report = attribute_gpu_time(runs, activities, calls, inferences=2, profiled_total_ms=1.2)
     by_name = {n.name: n for n in report.nodes}
     assert by_name["conv"].time_ms == pytest.approx((400 + 100 + 500) / 1000 / 2)
     assert by_name["conv"].activities == 1.5
@@ -96,8 +96,16 @@ def test_attribution_ties_kernels_to_the_node_that_launched_them():
     assert conv_type.time_ms == pytest.approx(0.800)
     assert sum(n.share for n in report.nodes) == pytest.approx(1.0)
     assert report.ratio_to(1.0) == pytest.approx(0.83)
-    assert any("83%" in w for w in report.warnings)  # sum more than 10% below the total
-    assert report.to_dict()["sum_over_measured_total"] == pytest.approx(0.83)
+    assert report.measured_total_ms == 1.2  # only the profiled total is known
+    assert report.warnings == (
+        "the per-node sum (0.830 ms) is 69% of the measured total (1.200 ms): the GPU idles "
+        "between kernels (launch-bound)",
+    )
+    judged = report.with_event_total(0.85)  # the unprofiled event median
+    assert judged.measured_total_ms == 0.85 and judged.warnings == ()
+    data = judged.to_dict()
+    assert data["sum_over_event_total"] == pytest.approx(0.83 / 0.85)
+    assert data["sum_over_profiled_total"] == pytest.approx(0.83 / 1.2)
 
 
 def test_attribution_needs_inferences():
