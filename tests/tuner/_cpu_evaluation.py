@@ -158,3 +158,23 @@ class CpuEvaluation:
         )
         return TrialMeasurement(drift=drift, latency=latency, details=details,
                                 warnings=("CPU measurement: onnxruntime CPU EP, perf_counter",))
+
+
+def finished_tiny_study(folder, n_trials: int = 24, device: str = "cpu"):  # noqa: ANN001, ANN201
+    """A study of the tiny model run to the end on the CPU, as exports and reports find it."""
+    from search_spaces import seed_plans
+    from tuner._study import TuningStudy, build_search_space, create_sampler
+    from tuner._study_config import SamplerConfig, SearchConfig
+
+    model = tiny_two_branch_model()
+    facts = facts_of(model)
+    space = build_search_space(SearchConfig(spaces=("op_types",)))
+    space.prepare(facts)
+    study = TuningStudy.open(
+        name="tiny", storage=f"sqlite:///{folder}/study.db", objectives=("latency_ms", "drift"),
+        tolerance=1e-3, sampler=create_sampler(SamplerConfig(n_startup_trials=6), seed=0),
+        context={"device": device, "provider_options": {"prefer_nhwc": "1"}},
+    )
+    study.enqueue_seeds(space, seed_plans(facts, "fp16"))
+    study.run(space, CpuEvaluation(model, tiny_feeds(), 1e-3), n_trials=n_trials)
+    return study, model
