@@ -308,3 +308,25 @@ def test_unnamed_nodes_get_names():
     result = convert_precision(model, PrecisionPlan())
     names = [n.name for n in result.report.nodes]
     assert len(set(names)) == 2 and all(names)
+
+
+def test_scan_body_is_converted_and_keeps_its_interface():
+    body = helper.make_graph(
+        [helper.make_node("Add", ["state_in", "row"], ["sum"], name="scan_add"),
+         helper.make_node("Identity", ["sum"], ["state_out"], name="scan_state"),
+         helper.make_node("Tanh", ["sum"], ["scan_out"], name="scan_tanh")],
+        "scan_body",
+        [tensor_input("state_in", [3]), tensor_input("row", [3])],
+        [tensor_input("state_out", [3]), tensor_input("scan_out", [3])])
+    nodes = [helper.make_node("Scan", ["init", "rows"], ["final", "outs"], name="scan",
+                              body=body, num_scan_inputs=1)]
+    model = make_model(nodes, [tensor_input("init", [3]), tensor_input("rows", [4, 3])],
+                       [tensor_input("final", [3]), tensor_input("outs", [4, 3])])
+    result = convert_precision(model, PrecisionPlan())
+    assert_valid(result.model)
+    assert result.report.decision_for("scan_add").precision == "fp16"
+    assert result.report.decision_for("scan").reason == "subgraph_holder"
+    feeds = {"init": np.zeros(3, np.float32),
+             "rows": RNG.standard_normal((4, 3)).astype(np.float32)}
+    for actual, expected in zip(run(result.model, feeds), run(model, feeds)):
+        np.testing.assert_allclose(actual, expected, atol=5e-3)
