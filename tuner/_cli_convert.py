@@ -77,7 +77,6 @@ def plan_from_arguments(args: argparse.Namespace):
 def run_convert(args: argparse.Namespace) -> int:
     from tuner._convert import ConversionOptions, convert_precision
     from tuner._model_io import load_model, save_model
-
     from tuner._model_reference import resolve_model_argument
 
     plan = plan_from_arguments(args)

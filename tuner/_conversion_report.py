@@ -103,12 +103,12 @@ class ConversionReport:
     def summary_lines(self) -> list[str]:
         counts = self.precision_counts()
         lines = [
-            f"nodes: {len(self.nodes)} "
-            + " ".join(f"{key}={value}" for key, value in sorted(counts.items())),
+            (f"nodes: {len(self.nodes)} "
+             + " ".join(f"{key}={value}" for key, value in sorted(counts.items()))),
             f"Cast nodes: {self.cast_count} in the result ({self.casts_added} added)",
-            f"weights: {sum(n.action == 'converted' for n in self.weights)} converted, "
-            f"{self.initializers_duplicated} duplicated (FP32 original + lower copy), "
-            f"{sum(n.action == 'kept_fp32' for n in self.weights)} kept FP32",
+            (f"weights: {sum(n.action == 'converted' for n in self.weights)} converted, "
+             f"{self.initializers_duplicated} duplicated (FP32 original + lower copy), "
+             f"{sum(n.action == 'kept_fp32' for n in self.weights)} kept FP32"),
         ]
         kept = Counter(d.reason for d in self.nodes if d.precision == "fp32")
         if kept:

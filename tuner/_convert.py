@@ -19,7 +19,6 @@ from tuner._precision_rewrite import PrecisionRewrite
 from tuner._schema_binding import schema_exists
 from tuner._tensor_types import iterate_graphs, tensor_types
 
-
 _IN_MEMORY_CHECK_LIMIT = 2**31 - 2**26  # protobuf's 2 GB limit, less room for the graph itself
 
 
@@ -152,6 +151,7 @@ class PrecisionPass(GraphPass):
         for name in decisions.order:
             decision = decisions.nodes[name]
             node = decision.node
+            precision: str
             if decision.lowered:
                 precision = lower
             elif decision.reason in ("no_float_data", "unknown_types"):

@@ -61,7 +61,7 @@ class PassManager:
                 raise
             except PassError as error:
                 raise PassError(f"pass {graph_pass.name} failed: {error}") from error
-            except Exception as error:  # noqa: BLE001 - re-raised with the pass named
+            except Exception as error:
                 raise PassError(f"pass {graph_pass.name} failed: {error!r}") from error
             model = result.model
             modified = modified or result.modified

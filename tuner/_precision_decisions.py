@@ -129,9 +129,9 @@ class _Decider:
             return keep("subgraph_holder")
         if node.op_type == "Cast" and binding.domain == "":
             return self.cast_decision(node, graph_name)
-        if any(name and name not in self.types for name in node.input):
-            if not any(self.types.get(name) == FLOAT32 for name in node.input):
-                return keep("unknown_types")
+        if any(name and name not in self.types for name in node.input) and not any(
+                self.types.get(name) == FLOAT32 for name in node.input):
+            return keep("unknown_types")
         constraint = _compute_constraint(binding, node, self.types)
         if constraint is None:
             return keep("no_float_data")

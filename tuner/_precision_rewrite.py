@@ -42,7 +42,7 @@ class NameAllocator:
         return name
 
 
-_TYPE_SUFFIX = {FLOAT32: "fp32", onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
+_TYPE_SUFFIX: dict[int, str] = {FLOAT32: "fp32", onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
 
 
 class _Scope:
@@ -122,7 +122,7 @@ class PrecisionRewrite:
         converted = {t.name: t for t in self.model.graph.initializer if t.name in placed}
         ordered: list[onnx.TensorProto] = []
         for source in self.decisions.detached_initializers:
-            ordered.append(converted[source.name] if source.name in converted else source)
+            ordered.append(converted.get(source.name, source))
         extra = [t for t in self.model.graph.initializer if t.name not in placed]
         del self.model.graph.initializer[:]  # the lowered copies made so far, re-added in order
         self.model.graph.initializer.extend(ordered)

@@ -40,7 +40,7 @@ def real(request, real_model):
 
 
 def test_all_fp32_plan_is_bit_identical(real):
-    name, model, feeds = real
+    _, model, feeds = real
     result = convert_precision(model, PrecisionPlan.all_fp32())
     expected = _session(model).run(None, feeds)
     actual = _session(result.model).run(None, feeds)
@@ -49,7 +49,7 @@ def test_all_fp32_plan_is_bit_identical(real):
 
 
 def test_all_fp16_loads_runs_and_stays_close(real):
-    name, model, feeds = real
+    _, model, feeds = real
     result = convert_precision(model, PrecisionPlan(lower="fp16"))
     onnx.checker.check_model(result.model, full_check=True)
     assert result.report.precision_counts().get("fp16", 0) > 0

@@ -9,7 +9,14 @@ from onnx import TensorProto, helper
 
 from search_spaces import PrecisionPlan
 from tests.tuner._tiny_models import (
-    FLOAT, assert_valid, casts, elem_type_of, make_model, run, tensor_input, weight,
+    FLOAT,
+    assert_valid,
+    casts,
+    elem_type_of,
+    make_model,
+    run,
+    tensor_input,
+    weight,
 )
 from tuner import ConversionOptions, PlanError, convert_precision
 from tuner._kernel_registry import KernelRegistry
