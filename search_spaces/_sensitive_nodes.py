@@ -67,7 +67,8 @@ class SensitiveNodesSpace(SearchSpace):
                 "first, or leave 'sensitive_nodes' out of the search spaces"
             )
         self._facts = facts
-        entries, always = [], set()
+        entries: list[SensitivityEntry] = []
+        always: set[str] = set()
         for entry in self.ranking.ordered(self.order):
             nodes = tuple(n for n in entry.nodes if n in facts.eligible_nodes)
             if not nodes:  # nodes the model no longer lowers are already FP32

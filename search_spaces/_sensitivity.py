@@ -146,10 +146,14 @@ def plan_lowering_only(
         raise SearchSpaceError(f"cannot lower nodes that are not eligible: {unknown[:5]}")
     target_types = {facts.op_type_of(n) for n in targets}
     keep_types = facts.eligible_op_types - target_types
-    keep_nodes = {
+    keep_nodes = frozenset(
         n for n in facts.eligible_nodes if facts.op_type_of(n) in target_types and n not in targets
-    }
-    return PrecisionPlan(lower=lower, keep_fp32_op_types=keep_types, keep_fp32_nodes=keep_nodes)
+    )
+    return PrecisionPlan(
+        lower=lower,  # type: ignore[arg-type]  # PrecisionPlan validates it
+        keep_fp32_op_types=keep_types,
+        keep_fp32_nodes=keep_nodes,
+    )
 
 
 def rank_sensitivity(

@@ -243,8 +243,8 @@ def _disabled_op_types_text(record: TrialRecord, plan: PrecisionPlan, types: lis
 def _paddle_text(record: TrialRecord, mapping: Any, nodes: list[str]) -> str:
     lines = [
         _header(record),
-        "# Paddle operators to keep in FP32 (gpu_fp16_disabled_op_types), one per line, mapped\n"
-        "# from the ONNX op types through tuner/_paddle_ops.py; see paddle_inference_snippet.py.\n",
+        ("# Paddle operators to keep in FP32 (gpu_fp16_disabled_op_types), one per line, mapped\n"
+         "# from the ONNX op types through tuner/_paddle_ops.py; see paddle_inference_snippet.py.\n"),
     ]
     for paddle_op, sources in mapping.sources.items():
         lines.append(f"{paddle_op}  # from {', '.join(sources)}\n")
@@ -266,14 +266,14 @@ def _block_lists(record: TrialRecord, plan: PrecisionPlan, types: list[str], nod
         "op_block_list": types,
         "node_block_list": sorted(set(nodes) | set(engine_nodes)),
         "notes": [
-            "For onnxruntime.transformers.float16.convert_float_to_float16 and "
-            "onnxconverter_common.float16.convert_float_to_float16: pass op_block_list, "
-            "node_block_list and keep_io_types as given.",
-            "op_block_list replaces those converters' DEFAULT_OP_BLOCK_LIST: it holds what was "
-            "measured. Entries of that default list the plan lowers are lowered on purpose; add "
-            "them back only if that converter cannot lower them.",
-            "node_block_list includes the nodes amptune's converter kept in FP32 for its own "
-            f"reasons (no CUDA kernel, out-of-range weights): {len(engine_nodes)}.",
+            ("For onnxruntime.transformers.float16.convert_float_to_float16 and "
+             "onnxconverter_common.float16.convert_float_to_float16: pass op_block_list, "
+             "node_block_list and keep_io_types as given."),
+            ("op_block_list replaces those converters' DEFAULT_OP_BLOCK_LIST: it holds what was "
+             "measured. Entries of that default list the plan lowers are lowered on purpose; add "
+             "them back only if that converter cannot lower them."),
+            ("node_block_list includes the nodes amptune's converter kept in FP32 for its own "
+             f"reasons (no CUDA kernel, out-of-range weights): {len(engine_nodes)}."),
         ],
     }
 

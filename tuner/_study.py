@@ -371,7 +371,7 @@ class TuningStudy:
             measurement = evaluate(plan)
         except KeyboardInterrupt:
             raise
-        except Exception as error:  # a failed build or run must not end the study: record it
+        except Exception as error:  # noqa: BLE001 - a failed build or run is a FAILED trial
             detail = traceback.format_exc(limit=8)
             trial.set_user_attr("amptune.traceback", detail[-4000:])
             return TrialMeasurement.failed(f"{type(error).__name__}: {error}")
@@ -458,9 +458,8 @@ class TuningStudy:
         A study is run by one process at a time (GPU timing must not share the device), so any
         RUNNING trial is a leftover; it is failed as interrupted and its plan may be tried again.
         """
-        from optuna.trial import TrialState
-
         import optuna
+        from optuna.trial import TrialState
 
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             running = optuna.trial.Trial(self.study, frozen._trial_id)

@@ -103,7 +103,7 @@ def test_cardinality_counts_the_distinct_suggestions(factory: Callable[[], Searc
 def test_suggest_before_prepare_is_an_error() -> None:
     from search_spaces import SearchSpaceError
 
-    for name, factory in FACTORIES.items():
+    for factory in FACTORIES.values():
         fresh = factory()
         if isinstance(fresh, LowerTypeSpace):
             continue  # needs nothing from the model

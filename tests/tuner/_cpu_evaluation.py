@@ -76,7 +76,7 @@ def facts_of(model: onnx.ModelProto, lower: str = "fp16") -> ModelFacts:
     return ModelFacts.from_node_decisions(report.nodes)
 
 
-def _session(model: onnx.ModelProto):  # noqa: ANN202 - onnxruntime is imported lazily
+def _session(model: onnx.ModelProto):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -99,8 +99,8 @@ def _median_ci(samples: np.ndarray) -> tuple[float, float]:
     ordered = np.sort(samples)
     n = ordered.size
     half = 0.98 * math.sqrt(n)  # normal approximation of the binomial ranks, 95%
-    low = max(0, int(math.floor(n / 2 - half)) - 1)
-    high = min(n - 1, int(math.ceil(n / 2 + half)))
+    low = max(0, math.floor(n / 2 - half) - 1)
+    high = min(n - 1, math.ceil(n / 2 + half))
     return float(ordered[low]), float(ordered[high])
 
 
@@ -160,7 +160,7 @@ class CpuEvaluation:
                                 warnings=("CPU measurement: onnxruntime CPU EP, perf_counter",))
 
 
-def finished_tiny_study(folder, n_trials: int = 24, device: str = "cpu"):  # noqa: ANN001, ANN201
+def finished_tiny_study(folder, n_trials: int = 24, device: str = "cpu"):
     """A study of the tiny model run to the end on the CPU, as exports and reports find it."""
     from search_spaces import seed_plans
     from tuner._study import TuningStudy, build_search_space, create_sampler

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,14 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def finished(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("study")
     study, model = finished_tiny_study(folder)
     result = export_study(study.study, folder / "export", model=model)
     return study, model, result
 
 
-def test_every_export_is_written(finished) -> None:  # noqa: ANN001
+def test_every_export_is_written(finished) -> None:
     _, _, result = finished
     assert set(result.files) == {
         "pareto.csv", "recommended.json", "disabled_op_types.txt", "paddle_disabled_ops.txt",
@@ -36,7 +37,7 @@ def test_every_export_is_written(finished) -> None:  # noqa: ANN001
         assert path.is_file() and path.stat().st_size > 0
 
 
-def test_pareto_csv_holds_the_feasible_front_once_per_plan(finished) -> None:  # noqa: ANN001
+def test_pareto_csv_holds_the_feasible_front_once_per_plan(finished) -> None:
     study, _, result = finished
     frame = pandas.read_csv(result.files["pareto.csv"])
     front = {t.number for t in study.study.best_trials}
@@ -47,7 +48,7 @@ def test_pareto_csv_holds_the_feasible_front_once_per_plan(finished) -> None:  #
     assert set(frame["device"]) == {"cpu"}
 
 
-def test_recommended_follows_the_documented_rule(finished) -> None:  # noqa: ANN001
+def test_recommended_follows_the_documented_rule(finished) -> None:
     study, _, result = finished
     data = json.loads(result.files["recommended.json"].read_text())
     records = study_records(study.study)
@@ -64,8 +65,8 @@ def test_recommended_follows_the_documented_rule(finished) -> None:  # noqa: ANN
 
 
 @pytest.mark.parametrize("which", ["recommended", "mixed"])
-def test_model_mixed_reproduces_the_trials_drift(finished, mixed_export, which) -> None:  # noqa: ANN001
-    study, model, result = finished
+def test_model_mixed_reproduces_the_trials_drift(finished, mixed_export, which) -> None:
+    _, model, result = finished
     result = result if which == "recommended" else mixed_export
     data = json.loads(result.files["recommended.json"].read_text())
     options = onnxruntime.SessionOptions()
@@ -82,7 +83,7 @@ def test_model_mixed_reproduces_the_trials_drift(finished, mixed_export, which) 
 
 
 @pytest.fixture(scope="module")
-def mixed_export(finished, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+def mixed_export(finished, tmp_path_factory: pytest.TempPathFactory):
     """The exports of the fastest feasible plan that lowers something (on the CPU, all-FP32 is
     often the recommendation: FP16 there only adds Casts)."""
     study, model, _ = finished
@@ -92,7 +93,7 @@ def mixed_export(finished, tmp_path_factory: pytest.TempPathFactory):  # noqa: A
                         trial_number=chosen.number)
 
 
-def test_block_lists_and_op_type_files_match_the_plan(mixed_export) -> None:  # noqa: ANN001
+def test_block_lists_and_op_type_files_match_the_plan(mixed_export) -> None:
     result = mixed_export
     plan = json.loads(result.files["recommended.json"].read_text())["plan"]
     kept = [line for line in result.files["disabled_op_types.txt"].read_text().splitlines()
@@ -110,7 +111,7 @@ def test_block_lists_and_op_type_files_match_the_plan(mixed_export) -> None:  # 
     compile(snippet, "paddle_inference_snippet.py", "exec")
 
 
-def test_block_lists_drive_onnxruntimes_own_converter(finished, mixed_export) -> None:  # noqa: ANN001
+def test_block_lists_drive_onnxruntimes_own_converter(finished, mixed_export) -> None:
     """node_block_list.json is in the form onnxruntime's float16 converter takes."""
     float16 = pytest.importorskip("onnxruntime.transformers.float16")
     _, model, _ = finished
@@ -127,18 +128,28 @@ def test_block_lists_drive_onnxruntimes_own_converter(finished, mixed_export) ->
     assert any(n.op_type == "Cast" for n in converted.graph.node)  # and something was lowered
 
 
-def test_onnxruntime_snippet_opens_the_model(finished) -> None:  # noqa: ANN001
+def test_onnxruntime_snippet_opens_the_model(finished) -> None:
     _, _, result = finished
     snippet = result.files["onnxruntime_snippet.py"].read_text()
     assert "CPUExecutionProvider" in snippet and "model_mixed.onnx" in snippet
-    namespace: dict = {}
     folder = result.files["model_mixed.onnx"].parent
-    exec(compile(snippet.replace('"model_mixed.onnx"', repr(str(folder / "model_mixed.onnx"))),
-                 "snippet", "exec"), namespace)
+    # The snippet names the model relative to the run folder: run it from there.
+    namespace = _run_in(folder, result.files["onnxruntime_snippet.py"])
     assert namespace["session"].get_inputs()[0].name == "x"
 
 
-def test_a_chosen_trial_is_exported_or_refused_by_number(finished, tmp_path: Path) -> None:  # noqa: ANN001
+def _run_in(folder: Path, script: Path) -> dict:
+    import os
+
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        return runpy.run_path(str(script), run_name="snippet")
+    finally:
+        os.chdir(previous)
+
+
+def test_a_chosen_trial_is_exported_or_refused_by_number(finished, tmp_path: Path) -> None:
     study, model, _ = finished
     records = study_records(study.study)
     rejected = next(r for r in records if r.status == "rejected")
@@ -149,7 +160,7 @@ def test_a_chosen_trial_is_exported_or_refused_by_number(finished, tmp_path: Pat
         export_study(study.study, tmp_path, trial_number=9999)
 
 
-def test_no_feasible_trial_is_a_clear_error(finished) -> None:  # noqa: ANN001
+def test_no_feasible_trial_is_a_clear_error(finished) -> None:
     study, _, _ = finished
     infeasible = [r for r in study_records(study.study) if not r.feasible]
     with pytest.raises(AmptuneError, match="no feasible trial"):

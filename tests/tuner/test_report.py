@@ -16,12 +16,12 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def study(tmp_path_factory: pytest.TempPathFactory):
     finished, _ = finished_tiny_study(tmp_path_factory.mktemp("study"), n_trials=20)
     return finished.study
 
 
-def test_scatter_has_every_timed_trial_with_feasibility_and_front(study) -> None:  # noqa: ANN001
+def test_scatter_has_every_timed_trial_with_feasibility_and_front(study) -> None:
     data = report_data_for_study(study)
     records = study_records(study)
     timed = [r for r in records if r.timed]
@@ -38,7 +38,7 @@ def test_scatter_has_every_timed_trial_with_feasibility_and_front(study) -> None
     assert any("CPU measurements" in note for note in data.notes)
 
 
-def test_table_has_one_row_per_trial_with_its_reason(study) -> None:  # noqa: ANN001
+def test_table_has_one_row_per_trial_with_its_reason(study) -> None:
     data = report_data_for_study(study)
     assert [row.trial for row in data.table] == list(range(len(study.trials)))
     for row in data.table:
@@ -51,7 +51,7 @@ def test_table_has_one_row_per_trial_with_its_reason(study) -> None:  # noqa: AN
     assert sum(data.counts.values()) == len(study.trials)
 
 
-def test_heatmap_marks_each_plans_fp32_op_types_fastest_first(study) -> None:  # noqa: ANN001
+def test_heatmap_marks_each_plans_fp32_op_types_fastest_first(study) -> None:
     data = report_data_for_study(study)
     heat = data.heatmap
     assert set(heat.op_types) == {"Add", "Log", "MatMul", "Relu", "Softmax", "Sub"}
@@ -66,7 +66,7 @@ def test_heatmap_marks_each_plans_fp32_op_types_fastest_first(study) -> None:  #
     json.dumps(as_plain(data))  # the data is plain enough to save as JSON
 
 
-def test_html_is_self_contained_and_holds_the_figures(study, tmp_path) -> None:  # noqa: ANN001
+def test_html_is_self_contained_and_holds_the_figures(study, tmp_path) -> None:
     data = report_data_for_study(study)
     path = write_report(data, tmp_path / "report.html")
     page = path.read_text()
@@ -74,9 +74,9 @@ def test_html_is_self_contained_and_holds_the_figures(study, tmp_path) -> None: 
     assert "<script src=" not in page  # plotly.js is inlined: the file opens offline
     assert page.count("Plotly.newPlot") == 2
     assert 'id="amptune-figure-0"' in page and 'id="amptune-figure-1"' in page
-    figure = re.search(r'Plotly.newPlot\(\s*"amptune-figure-0",\s*(\[.*?\]),\s*\{', page, re.S)
+    figure = re.search(r'Plotly.newPlot\(\s*"amptune-figure-0",\s*(\[.*?\]),\s*\{', page, re.DOTALL)
     traces = json.loads(figure.group(1))
-    front = [t for t in traces if t["name"] == "feasible Pareto front"][0]
+    front = next(t for t in traces if t["name"] == "feasible Pareto front")
     assert sorted(front["x"]) == sorted(p.latency_ms for p in data.scatter if p.pareto)
     assert f"recommended (trial {data.recommended})" in page
     assert page.count("<tr") == len(data.table) + 1
