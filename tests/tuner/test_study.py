@@ -32,12 +32,12 @@ OBJECTIVES = ("latency_ms", "drift")
 
 
 @pytest.fixture(scope="module")
-def model():  # noqa: ANN201
+def model():
     return tiny_two_branch_model()
 
 
 @pytest.fixture(scope="module")
-def facts(model):  # noqa: ANN001, ANN201
+def facts(model):
     return facts_of(model)
 
 
@@ -49,7 +49,7 @@ def _open(tmp_path: Path, name: str = "tiny", **kwargs: object) -> TuningStudy:
     )
 
 
-def _space(facts, **search: object):  # noqa: ANN001, ANN202
+def _space(facts, **search: object):
     space = build_search_space(SearchConfig(**search))  # type: ignore[arg-type]
     space.prepare(facts)
     return space
@@ -159,7 +159,7 @@ def test_sensitivity_pass_ranks_nodes_and_is_cached_with_the_study(tmp_path, mod
     assert by_node["fc2"].drift > TOLERANCE > by_node["fc1"].drift > by_node["softmax"].drift
     assert by_node["relu1"].drift == 0
 
-    def must_not_run(plan):  # noqa: ANN001, ANN202
+    def must_not_run(plan):
         raise AssertionError("the cached ranking should have been used")
 
     reopened = _open(tmp_path)
