@@ -168,3 +168,40 @@ def test_packaged_models_resolve_to_their_files() -> None:
 def test_profilers_metric_names_are_a_subset() -> None:
     drift = pytest.importorskip("profilers._drift")
     assert set(drift.DRIFT_METRICS) <= set(DRIFT_METRIC_NAMES)
+
+
+@pytest.mark.parametrize("name", ["ppocr_det", "ppocr_rec", "ppocr_cls"])
+def test_text_image_data_source_matches_the_study_inputs(name: str) -> None:
+    import importlib
+
+    import numpy as np
+
+    config = load_study_config(STUDIES / f"{name}.toml")
+    module, _, function = config.data.function.partition(":")
+    feeds = getattr(importlib.import_module(module), function)(**config.data.kwargs)
+    again = getattr(importlib.import_module(module), function)(**config.data.kwargs)
+    assert len(feeds) == config.data.kwargs["n_batches"]
+    (spec,) = config.inputs
+    for feed, repeat in zip(feeds, again):
+        assert set(feed) == {spec.name}
+        assert feed[spec.name].shape == spec.shape and feed[spec.name].dtype == np.float32
+        np.testing.assert_array_equal(feed[spec.name], repeat[spec.name])  # seeded
+
+
+def test_the_detector_finds_text_on_rendered_pages_and_none_on_noise() -> None:
+    import numpy as np
+
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from tuner._text_images import rendered_text_images
+
+    config = load_study_config(STUDIES / "ppocr_det.toml")
+    try:
+        path = config.model.resolve()
+    except AmptuneError as error:
+        pytest.skip(str(error))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    pages = rendered_text_images(batch=2, height=320, width=320, n_batches=1)[0]["x"]
+    noise = np.random.default_rng(0).uniform(-2.1, 2.7, pages.shape).astype(np.float32)
+    text_share = float((session.run(None, {"x": pages})[0] > 0.3).mean())
+    noise_share = float((session.run(None, {"x": noise})[0] > 0.3).mean())
+    assert text_share > 0.01 and noise_share < text_share / 10
