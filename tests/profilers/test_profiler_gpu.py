@@ -43,15 +43,19 @@ def _feed(rows=2048, size=2048):
 def test_event_time_agrees_with_a_synchronised_wall_clock_loop():
     from profilers._cuda_timer import CudaEventTimer
 
-    with CudaEventTimer.for_model(_gpu_bound_model(), _feed()) as timer:
+    # A synchronised loop adds the host's per-run overhead and the wake-up from the wait (about
+    # 0.2 ms per run on the H100 host): against a ~20 ms model that is 1%, and 5% must hold.
+    model, feed = matmul_chain(layers=4, size=4096, batch="batch"), _feed(8192, 4096)
+    with CudaEventTimer.for_model(model, feed) as timer:
         assert timer.provider_options["use_tf32"] == "0"
         assert int(timer.provider_options["user_compute_stream"]) == timer.stream.address
         result = measure_latency(timer, FAST_LATENCY)
-        wall = float(np.median(timer.time_runs_wall_clock(50)))
+        wall = float(np.median(timer.time_runs_wall_clock(20)))
         outputs = timer.outputs()
     assert not result.is_cpu_measurement and result.clock == "cuda-events"
     assert result.median_ms == pytest.approx(wall, rel=0.05)
-    assert outputs["y"].shape == (2048, 2048) and np.isfinite(outputs["y"]).all()
+    assert result.median_ms < wall  # the events never see the host's share
+    assert outputs["y"].shape == (8192, 4096) and np.isfinite(outputs["y"]).all()
 
 
 @pytest.mark.gpu
