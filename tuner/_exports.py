@@ -222,9 +222,15 @@ def _kept_fp32(
     return sorted(plan.keep_fp32_op_types), sorted(plan.keep_fp32_nodes), engine_nodes
 
 
+def _measured_on(record: TrialRecord) -> str | None:
+    latency = record.measurement.latency if record.measurement else None
+    return latency.device if latency is not None else None
+
+
 def _header(record: TrialRecord) -> str:
+    cpu = " (CPU measurement: onnxruntime CPU EP, not a GPU)" if _measured_on(record) == "cpu" else ""
     return (
-        f"# amptune: trial {record.number}, median latency {record.latency_ms:.4g} ms, "
+        f"# amptune: trial {record.number}, median latency {record.latency_ms:.4g} ms{cpu}, "
         f"drift {record.drift:.4g}\n"
     )
 
@@ -262,6 +268,7 @@ def _block_lists(record: TrialRecord, plan: PrecisionPlan, types: list[str], nod
                  engine_nodes: list[str]) -> dict[str, Any]:
     return {
         "trial": record.number,
+        "measured_on": _measured_on(record),
         "keep_io_types": plan.keep_io_types,
         "op_block_list": types,
         "node_block_list": sorted(set(nodes) | set(engine_nodes)),
