@@ -181,7 +181,10 @@ class TuneSetup:
             raise AmptuneError(f"--max-samples must be >= 1, got {overrides.max_samples}")
         latency_fields: dict[str, Any] = {}
         if overrides.min_measure_s is not None:
+            # Windows shrink with the measurement, or min_windows of them would outlast it.
             latency_fields["min_measure_s"] = overrides.min_measure_s
+            latency_fields["window_s"] = min(LatencyConfig.window_s,
+                                             overrides.min_measure_s / LatencyConfig.min_windows)
         if overrides.max_warmup_s is not None:
             latency_fields["max_warmup_s"] = overrides.max_warmup_s
             latency_fields["min_warmup_s"] = min(1.0, overrides.max_warmup_s)
