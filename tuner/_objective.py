@@ -18,6 +18,7 @@ failed measurement whose reason names the stage; the study records it as a FAILE
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 from collections.abc import Sequence
@@ -56,6 +57,14 @@ class StudyEvaluation:
     def __post_init__(self) -> None:
         self.gate = AccuracyGate(self.metric.config.tolerance, self.metric.config.reject_factor)
         self.reference = self.profiler.reference_outputs(self.model, self.feeds)
+
+    def with_profiler(self, profiler: Any) -> StudyEvaluation:
+        """The same model, feeds, metric and FP32 reference, measured by another profiler (other
+        session options, say): the reference is not computed again."""
+        other = copy.copy(self)
+        other.profiler = profiler
+        other.evaluated = []
+        return other
 
     # -- building --------------------------------------------------------------------------------
 
