@@ -112,8 +112,8 @@ def _checks(rows: dict[str, Row], front: list[Row], tolerance: float, metric: st
 
 
 def _table(rows: list[Row], device: str) -> str:
-    lines = [f"{'config':<34} {'latency median':>16} {'drift':>11} {'placement':>9} "
-             f"{'trials':>8} {'wall s':>7}"]
+    lines = [(f"{'config':<34} {'latency median':>16} {'drift':>11} {'placement':>9} "
+             f"{'trials':>8} {'wall s':>7}")]
     for row in rows:
         latency = "n/a" if row.latency_ms is None else f"{row.latency_ms:.4g} ms"
         drift = "n/a" if row.drift is None else ("inf" if math.isinf(row.drift) else f"{row.drift:.4g}")
