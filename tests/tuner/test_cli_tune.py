@@ -211,3 +211,32 @@ def test_without_a_gpu_auto_runs_on_the_cpu_and_says_why(tmp_path, capsys) -> No
         "amptune tune: no GPU here (onnxruntime has no CUDAExecutionProvider): running on the CPU "
         "EP; every latency is a CPU measurement, not a GPU one")
     assert "CPU MEASUREMENT: no GPU here" in printed.out
+
+
+def test_gpu_tune_evidence_script_runs_on_the_cpu(tiny_run, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["run"], run)
+    out = tmp_path / "evidence.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_tune_evidence.py"
+    done = subprocess.run([sys.executable, str(script), "--run-dir", str(run), "--out", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode in (0, 1), done.stderr  # 1: a check failed (CPU timings are noisy)
+    evidence = json.loads(out.read_text())
+    names = [row["name"] for row in evidence["rows"]]
+    recommended = json.loads((run / "recommended.json").read_text())["trial"]
+    assert names[:3] == ["FP32 (TF32 off)", "all-FP16", f"recommended (trial #{recommended})"]
+    rows = {row["name"]: row for row in evidence["rows"]}
+    assert rows["FP32 (TF32 off)"]["drift"] == 0.0
+    assert rows["all-FP16"]["drift"] == float("inf")  # Sub lowered: NaN, yet timed (not gated)
+    assert rows["all-FP16"]["latency_ms"] > 0
+    assert rows[names[2]]["drift"] == recommended_drift(run)
+    assert {c["check"]: c["result"] for c in evidence["checks"]}[
+        "Pareto front beats TF32 at TF32's accuracy"] == "n/a"
+    assert "(CPU measurement" in done.stdout.splitlines()[-1]
+
+
+def recommended_drift(run: Path) -> float:
+    return float(json.loads((run / "recommended.json").read_text())["objectives"]["drift"])
