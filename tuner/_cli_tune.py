@@ -120,10 +120,14 @@ def _study_data_from_model(args: argparse.Namespace) -> dict[str, Any]:
     if args.model.startswith(ZOO_PREFIX):  # a zoo model has default shapes; --input overrides
         from tuner._model_zoo import REAL_MODELS
 
-        given = {text.partition("=")[0] for text in texts}
         entry = REAL_MODELS.get(args.model[len(ZOO_PREFIX):])
         if entry is not None:
-            texts += [t for t in entry.input_arguments() if t.partition("=")[0] not in given]
+            defaults = {t.partition("=")[0]: t for t in entry.input_arguments()}
+            # A shape given without values keeps the zoo's value range for that input.
+            texts = [t if ":" in t or t.partition("=")[0] not in defaults
+                     else f"{t}:{defaults[t.partition('=')[0]].partition(':')[2]}" for t in texts]
+            given = {text.partition("=")[0] for text in texts}
+            texts += [t for name, t in defaults.items() if name not in given]
     inputs: dict[str, Any] = {}
     for spec in input_specs_for_model(model, [parse_input_argument(t) for t in texts]):
         table: dict[str, Any] = {"shape": list(spec.shape), "dtype": spec.dtype,

@@ -240,3 +240,16 @@ def test_gpu_tune_evidence_script_runs_on_the_cpu(tiny_run, tmp_path) -> None:
 
 def recommended_drift(run: Path) -> float:
     return float(json.loads((run / "recommended.json").read_text())["objectives"]["drift"])
+
+
+def test_zoo_model_without_a_study_file_keeps_its_value_range(tmp_path, real_model) -> None:
+    real_model("ppocr-cls")
+    out = tmp_path / "zoo"
+    assert main(["tune", "zoo:ppocr-cls", "--input", "x=2x3x48x192", "--samples", "2",
+                 "--n-trials", "2", "--device", "cpu", "--out", str(out), *FAST_TIMING]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["study_data"]["model"] == {"zoo": "ppocr-cls"}
+    assert manifest["study_data"]["inputs"]["x"] == {
+        "shape": [2, 3, 48, 192], "dtype": "float32", "distribution": "uniform",
+        "range": [-1.0, 1.0]}  # the zoo's (x / 255 - 0.5) / 0.5 range, not uniform(0, 1)
+    assert manifest["study_data"]["metric"] == {"name": "rel_l2", "tolerance": 0.01}
