@@ -4,6 +4,8 @@ orientation classifier through its study file at a reduced batch."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -29,17 +31,9 @@ def tiny_run(tmp_path_factory):
     """One finished 8-trial run of the tiny model, and what it printed."""
     folder = tmp_path_factory.mktemp("tiny")
     model = save_tiny_model(folder)
-    capture = pytest.MonkeyPatch()
-    import io
-    import sys
-
     out, err = io.StringIO(), io.StringIO()
-    capture.setattr(sys, "stdout", out)
-    capture.setattr(sys, "stderr", err)
-    try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # module scope: no capsys
         code = tune_tiny(model, folder / "run")
-    finally:
-        capture.undo()
     return {"model": model, "run": folder / "run", "code": code, "stdout": out.getvalue(),
             "stderr": err.getvalue()}
 
