@@ -19,6 +19,7 @@ from search_spaces._seeds import (
     SeedPlan,
     paddle_black_list_onnx_op_types,
     seed_plans,
+    sensitivity_ladder,
 )
 from search_spaces._sensitive_nodes import SELECTION_MODES, SensitiveNodesSpace
 from search_spaces._sensitivity import (
@@ -59,4 +60,5 @@ __all__ = [
     "plan_lowering_only",
     "rank_sensitivity",
     "seed_plans",
+    "sensitivity_ladder",
 ]

@@ -12,8 +12,9 @@ the composed space and enqueues each distinct plan once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from search_spaces._model_facts import ModelFacts
 from search_spaces._plan import PrecisionPlan
@@ -137,3 +138,31 @@ def seed_plans(
         ),
     }
     return [builders[name]() for name in wanted]
+
+
+def sensitivity_ladder(space: Any, lower: str, keep_io_types: bool = True,
+                       steps: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> list[SeedPlan]:
+    """Seeds that lower everything but the ``k`` most sensitive node groups, k doubling.
+
+    Measured first, they give the search the shape of the front it is looking for (fast plans
+    that keep the few nodes that matter) before TPE's random start-up trials, which on a space of
+    many op types mostly keep half of them in FP32. ``space`` is a ComposedSearchSpace; without a
+    prepared sensitive-nodes space there is no ladder.
+    """
+    from search_spaces._sensitive_nodes import SensitiveNodesSpace
+
+    found = [s for s in getattr(space, "spaces", ()) if isinstance(s, SensitiveNodesSpace)]
+    if not found or not found[0].entries:
+        return []
+    sensitive = found[0]
+    seeds = []
+    for count in steps:
+        if count > len(sensitive.entries):
+            break
+        nodes = frozenset(n for entry in sensitive.kept_entries(count) for n in entry.nodes)
+        plan = PrecisionPlan(lower=lower,  # type: ignore[arg-type]
+                             keep_fp32_nodes=nodes | sensitive.always_fp32_nodes,
+                             keep_io_types=keep_io_types)
+        seeds.append(SeedPlan(f"sensitivity_top_{count}", plan,
+                              f"everything lowered but the {count} most sensitive node groups"))
+    return seeds

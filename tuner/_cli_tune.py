@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tuner._errors import AmptuneError
+from tuner._errors import AmptuneError, MissingDependencyError
 from tuner._tune_setup import TuneOverrides, TuneSetup, parse_data_kwarg
 
 REPORT_FILE = "report.html"
@@ -189,14 +189,14 @@ class TuneResult:
     outcome: Any  # tuner._study.StudyOutcome
     exports: Any  # tuner._exports.ExportResult, or None when nothing was feasible
     export_error: str | None
-    report: Path
+    report: Path | None  # None: plotly is not installed here
     wall_s: float
 
 
 def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) -> TuneResult:
     """The whole tuning run (see the module docstring); progress lines go to ``log``."""
     from profilers import OnnxRuntimeProfiler
-    from search_spaces import ModelFacts, PrecisionPlan, seed_plans
+    from search_spaces import ModelFacts, PrecisionPlan, seed_plans, sensitivity_ladder
     from tuner import convert_precision
     from tuner._exports import export_study
     from tuner._model_io import load_model
@@ -267,10 +267,11 @@ def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) ->
             say(f"sensitivity ranking: cached in the study ({len(ranking.entries)} entries)")
         else:
             shares, how = evaluation.time_share(facts, lower)
-            say(f"sensitivity pass: drift of lowering each node group alone; {how}")
+            say("sensitivity pass: relative L2 error of the metric's outputs when each node "
+                f"group alone is lowered; {how}")
 
             def entry_line(index: int, total: int, entry: Any) -> None:
-                say(f"  sensitivity {index + 1}/{total}: {entry.label}: drift {entry.drift:.4g}, "
+                say(f"  sensitivity {index + 1}/{total}: {entry.label}: rel-L2 {entry.drift:.4g}, "
                     f"time share {entry.time_share:.2%}")
 
             ranking = study.sensitivity(
@@ -280,8 +281,10 @@ def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) ->
             )
     space = build_search_space(config.search, ranking)
     space.prepare(facts)
-    seeds = study.enqueue_seeds(space, seed_plans(
-        facts, lower, names=config.search.seeds, keep_io_types=config.search.keep_io_types))
+    plans = seed_plans(facts, lower, names=config.search.seeds,
+                       keep_io_types=config.search.keep_io_types)
+    ladder = sensitivity_ladder(space, lower, keep_io_types=config.search.keep_io_types)
+    seeds = study.enqueue_seeds(space, [*plans, *ladder])
     if seeds:
         say(f"seed plans enqueued: {', '.join(seeds)}")
     budget = config.budget
@@ -295,7 +298,11 @@ def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) ->
     except AmptuneError as error:
         export_error = str(error)
     (run_dir / "verify.json").unlink(missing_ok=True)  # it described the previous export
-    report = write_report(report_data_for_study(study.study), run_dir / REPORT_FILE)
+    report: Path | None = None
+    try:
+        report = write_report(report_data_for_study(study.study), run_dir / REPORT_FILE)
+    except MissingDependencyError as error:  # the exports stand without the HTML report
+        say(f"report skipped: {error}")
     wall_s = time.monotonic() - started
     record_run(manifest, {"wall_s": round(wall_s, 2), "n_trials": budget.n_trials,
                           "timeout_s": budget.timeout_s, **asdict(outcome),
@@ -332,8 +339,9 @@ def print_summary(setup: TuneSetup, result: TuneResult, out: TextIO) -> None:
                   f"(tolerance {setup.config.metric.tolerance:g}); "
                   f"{describe_plan(chosen.plan) if chosen.plan else 'all FP32'}\n")
     out.write(f"results in {result.run_dir}/: " + ", ".join(
-        sorted(result.exports.files) if result.exports else []) + f", {REPORT_FILE}, run.json, "
-        "study.db\n")
+        sorted(result.exports.files) if result.exports else [])
+        + (f", {REPORT_FILE}" if result.report else " (no HTML report: plotly is missing)")
+        + ", run.json, study.db\n")
     if result.exports is not None:
         out.write(f"check the export in a fresh process: amptune verify {result.run_dir}\n")
     out.flush()

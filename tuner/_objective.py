@@ -100,15 +100,21 @@ class StudyEvaluation:
     # -- the sensitivity pass ----------------------------------------------------------------------
 
     def drift_of(self, plan: PrecisionPlan) -> float:
-        """Drift of ``plan`` alone (no timing): a plan that cannot be built or run counts as
-        infinitely sensitive, so that its nodes stay FP32 in every trial."""
+        """Sensitivity of ``plan`` alone (no timing): the relative L2 error of the metric's
+        outputs, worst over them. Continuous even where the study's metric is discrete: lowering
+        one node group rarely flips an argmax or a thresholded pixel, so the study metric would
+        rank most groups equal at zero. A plan that cannot be built or run, or that makes the
+        outputs non-finite, counts as infinitely sensitive: its nodes stay FP32 in every trial."""
         try:
             candidate, _ = self.candidate(plan)
             measurement, _ = self.drift_measurement(candidate)
         except Exception:  # noqa: BLE001 - see the docstring: unbuildable means keep FP32
             gc.collect()
             return math.inf
-        return self.metric.value(measurement.drift)
+        if self.metric.value(measurement.drift) == math.inf:
+            return math.inf
+        return max(measurement.drift.objective("rel_l2", output=name)
+                   for name in self.metric.outputs)
 
     def time_share(self, facts: ModelFacts, lower: str) -> tuple[dict[str, float], str]:
         """Each eligible node's share of the all-lower candidate's time, and how it was found.

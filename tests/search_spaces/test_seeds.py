@@ -49,3 +49,27 @@ def test_paddle_list_mapping_is_documented_entry_by_entry() -> None:
     unmapped = [e for e in PADDLE_GPU_FP16_BLACK_LIST if not e.onnx_op_types]
     assert all(e.note for e in unmapped)  # each gap says why
     assert "Mul" not in paddle_black_list_onnx_op_types()  # square -> Mul(x, x) is not mapped
+
+
+def test_sensitivity_ladder_keeps_the_top_k_groups_k_doubling() -> None:
+    from search_spaces import (
+        ComposedSearchSpace,
+        OpTypeSpace,
+        SensitiveNodesSpace,
+        sensitivity_ladder,
+    )
+    from tests.search_spaces._facts import transformer_facts, transformer_ranking
+
+    sensitive = SensitiveNodesSpace(transformer_ranking())
+    space = ComposedSearchSpace([OpTypeSpace(), sensitive])
+    space.prepare(transformer_facts())
+    ladder = sensitivity_ladder(space, "fp16")
+    counts = [int(seed.name.rsplit("_", 1)[1]) for seed in ladder]
+    assert counts == [c for c in (1, 2, 4, 8, 16, 32) if c <= len(sensitive.entries)]
+    for seed, count in zip(ladder, counts):
+        expected = {n for e in sensitive.kept_entries(count) for n in e.nodes}
+        assert seed.plan.keep_fp32_nodes == expected | sensitive.always_fp32_nodes
+        assert not seed.plan.keep_fp32_op_types
+        # the space can express the seed: its params select the same top k
+        assert space.params_for(space.normalise(seed.plan))[sensitive.parameter("top_k")] == count
+    assert sensitivity_ladder(ComposedSearchSpace([OpTypeSpace()]), "fp16") == []

@@ -106,7 +106,8 @@ def test_drift_is_the_metric_on_the_reference_inputs() -> None:
 
 def test_drift_far_past_tolerance_is_not_timed_and_near_it_is() -> None:
     evaluation = _evaluation()
-    drift = evaluation.drift_of(SAFE)
+    measurement, _ = evaluation.drift_measurement(evaluation.candidate(SAFE)[0])
+    drift = evaluation.metric.value(measurement.drift)
     # Tighten the study's tolerance so that this drift is far past it, then just past it.
     far = replace(evaluation.metric, config=MetricConfig("max_rel", drift / 20))
     near = replace(evaluation.metric, config=MetricConfig("max_rel", drift / 2))
@@ -125,6 +126,13 @@ def test_failures_name_their_stage() -> None:
     bf16 = evaluation(PrecisionPlan(lower="bf16", keep_fp32_op_types=frozenset({"Sub", "Log"})))
     assert bf16.status == "failed" and "session build or drift run failed" in (bf16.failure or "")
     assert evaluation.drift_of(PrecisionPlan(lower="bf16")) == math.inf  # sensitivity: keep FP32
+
+
+def test_sensitivity_is_the_continuous_rel_l2_of_the_metric_outputs() -> None:
+    evaluation = _evaluation()
+    measurement, _ = evaluation.drift_measurement(evaluation.candidate(SAFE)[0])
+    expected = max(measurement.drift.outputs[name].rel_l2 for name in evaluation.metric.outputs)
+    assert evaluation.drift_of(SAFE) == expected > 0
 
 
 def test_failure_reason_names_out_of_memory() -> None:
