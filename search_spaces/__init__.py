@@ -20,6 +20,7 @@ from search_spaces._seeds import (
     paddle_black_list_onnx_op_types,
     seed_plans,
     sensitivity_ladder,
+    tf32_twins,
 )
 from search_spaces._sensitive_nodes import SELECTION_MODES, SensitiveNodesSpace
 from search_spaces._sensitivity import (
@@ -30,6 +31,7 @@ from search_spaces._sensitivity import (
     plan_lowering_only,
     rank_sensitivity,
 )
+from search_spaces._tf32 import Tf32Space
 
 __all__ = [
     "LOWER_TYPES",
@@ -55,10 +57,12 @@ __all__ = [
     "SensitiveNodesSpace",
     "SensitivityEntry",
     "SensitivityRanking",
+    "Tf32Space",
     "group_nodes",
     "paddle_black_list_onnx_op_types",
     "plan_lowering_only",
     "rank_sensitivity",
     "seed_plans",
     "sensitivity_ladder",
+    "tf32_twins",
 ]

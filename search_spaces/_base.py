@@ -39,6 +39,7 @@ class PlanFields:
     lower: str | None = None
     keep_fp32_op_types: frozenset[str] = frozenset()
     keep_fp32_nodes: frozenset[str] = frozenset()
+    allow_tf32: bool | None = None
 
     def __post_init__(self) -> None:
         if self.lower is not None and self.lower not in LOWER_TYPES:
@@ -51,10 +52,13 @@ class PlanFields:
             raise SearchSpaceError(
                 f"two search spaces chose different lower types: {self.lower!r} and {other.lower!r}"
             )
+        if None not in (self.allow_tf32, other.allow_tf32) and self.allow_tf32 != other.allow_tf32:
+            raise SearchSpaceError("two search spaces chose different TF32 settings")
         return PlanFields(
             lower=self.lower if self.lower is not None else other.lower,
             keep_fp32_op_types=self.keep_fp32_op_types | other.keep_fp32_op_types,
             keep_fp32_nodes=self.keep_fp32_nodes | other.keep_fp32_nodes,
+            allow_tf32=self.allow_tf32 if self.allow_tf32 is not None else other.allow_tf32,
         )
 
 

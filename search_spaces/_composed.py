@@ -62,13 +62,14 @@ class ComposedSearchSpace:
             keep_fp32_op_types=fields.keep_fp32_op_types,
             keep_fp32_nodes=fields.keep_fp32_nodes,
             keep_io_types=self.keep_io_types,
+            allow_tf32=bool(fields.allow_tf32),
         )
         return self.normalise(plan)
 
     def normalise(self, plan: PrecisionPlan) -> PrecisionPlan:
         facts = self.facts
         if plan.keep_all_fp32:
-            return PrecisionPlan.all_fp32()
+            return PrecisionPlan.all_fp32(plan.allow_tf32)
         eligible_types = facts.eligible_op_types
         kept_types = plan.keep_fp32_op_types & eligible_types
         kept_nodes = frozenset(
@@ -80,12 +81,13 @@ class ComposedSearchSpace:
             if n not in kept_nodes and facts.op_type_of(n) not in kept_types
         ]
         if not lowered and plan.keep_io_types:
-            return PrecisionPlan.all_fp32()
+            return PrecisionPlan.all_fp32(plan.allow_tf32)
         return PrecisionPlan(
             lower=plan.lower,
             keep_fp32_op_types=kept_types,
             keep_fp32_nodes=kept_nodes,
             keep_io_types=plan.keep_io_types,
+            allow_tf32=plan.allow_tf32,
         )
 
     def params_for(self, plan: PrecisionPlan) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class ComposedSearchSpace:
                 keep_fp32_op_types=plan.keep_fp32_op_types,
                 keep_fp32_nodes=plan.keep_fp32_nodes | by_type,
                 keep_io_types=plan.keep_io_types,
+                allow_tf32=plan.allow_tf32,
             )
         params: dict[str, Any] = {}
         for space in self.spaces:

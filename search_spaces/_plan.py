@@ -13,7 +13,7 @@ from search_spaces._errors import PlanValidationError
 LowerType = Literal["fp16", "bf16"]
 LOWER_TYPES: tuple[str, ...] = get_args(LowerType)
 
-_PLAN_FIELDS = ("lower", "keep_fp32_op_types", "keep_fp32_nodes", "keep_io_types")
+_PLAN_FIELDS = ("lower", "keep_fp32_op_types", "keep_fp32_nodes", "keep_io_types", "allow_tf32")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class PrecisionPlan:
 
     Op types are ONNX op types (``"Softmax"``, or ``"com.microsoft:FusedConv"`` for another
     domain); nodes are ONNX node names. ``keep_io_types`` keeps the graph inputs and outputs in
-    their original types, with Casts at the boundary.
+    their original types, with Casts at the boundary. ``allow_tf32`` lets the nodes that stay
+    FP32 compute MatMul and convolutions in TF32 (the CUDA EP's ``use_tf32``): a session option,
+    not a graph change, but part of the plan because it changes both speed and drift.
     """
 
     lower: LowerType = "fp16"
@@ -30,6 +32,7 @@ class PrecisionPlan:
     keep_fp32_nodes: frozenset[str] = field(default_factory=frozenset)
     keep_io_types: bool = True
     keep_all_fp32: bool = False
+    allow_tf32: bool = False
 
     def __post_init__(self) -> None:
         if self.lower not in LOWER_TYPES:
@@ -43,15 +46,17 @@ class PrecisionPlan:
                     f"plan field {name!r} must be a list of strings, got {value!r}"
                 )
             object.__setattr__(self, name, frozenset(value))
-        if not isinstance(self.keep_io_types, bool):
-            raise PlanValidationError(
-                f"plan field 'keep_io_types' must be true or false, got {self.keep_io_types!r}"
-            )
+        for name in ("keep_io_types", "keep_all_fp32", "allow_tf32"):
+            if not isinstance(getattr(self, name), bool):
+                raise PlanValidationError(
+                    f"plan field {name!r} must be true or false, got {getattr(self, name)!r}"
+                )
 
     @classmethod
-    def all_fp32(cls) -> PrecisionPlan:
-        """The plan that changes nothing: every node stays in its original precision."""
-        return cls(keep_all_fp32=True)
+    def all_fp32(cls, allow_tf32: bool = False) -> PrecisionPlan:
+        """The plan that changes nothing: every node stays in its original precision
+        (with ``allow_tf32``: the TF32 baseline)."""
+        return cls(keep_all_fp32=True, allow_tf32=allow_tf32)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +65,7 @@ class PrecisionPlan:
             "keep_fp32_nodes": sorted(self.keep_fp32_nodes),
             "keep_io_types": self.keep_io_types,
             "keep_all_fp32": self.keep_all_fp32,
+            "allow_tf32": self.allow_tf32,
         }
 
     @classmethod

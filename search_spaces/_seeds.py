@@ -166,3 +166,11 @@ def sensitivity_ladder(space: Any, lower: str, keep_io_types: bool = True,
         seeds.append(SeedPlan(f"sensitivity_top_{count}", plan,
                               f"everything lowered but the {count} most sensitive node groups"))
     return seeds
+
+
+def tf32_twins(seeds: Iterable[SeedPlan]) -> list[SeedPlan]:
+    """Each seed with its FP32 part in TF32 (``all_fp32`` becomes the TF32 baseline)."""
+    from dataclasses import replace
+
+    return [SeedPlan(f"{seed.name}+tf32", replace(seed.plan, allow_tf32=True),
+                     f"{seed.description}; FP32 nodes in TF32") for seed in seeds]

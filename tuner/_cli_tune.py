@@ -15,7 +15,7 @@ import argparse
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -196,7 +196,7 @@ class TuneResult:
 def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) -> TuneResult:
     """The whole tuning run (see the module docstring); progress lines go to ``log``."""
     from profilers import OnnxRuntimeProfiler
-    from search_spaces import ModelFacts, PrecisionPlan, seed_plans, sensitivity_ladder
+    from search_spaces import ModelFacts, PrecisionPlan, seed_plans, sensitivity_ladder, tf32_twins
     from tuner import convert_precision
     from tuner._exports import export_study
     from tuner._model_io import load_model
@@ -279,12 +279,19 @@ def run_tuning(setup: TuneSetup, run_dir: Path, *, log: TextIO | None = None) ->
                 max_groups=config.search.sensitivity_max_groups, metric=metric.name,
                 on_entry=entry_line,
             )
-    space = build_search_space(config.search, ranking)
+    search = config.search
+    if setup.device != "cuda" and "tf32" in search.spaces:
+        search = replace(search, spaces=tuple(s for s in search.spaces if s != "tf32"))
+        say("the tf32 space is left out: TF32 exists on the GPU only")
+    space = build_search_space(search, ranking)
     space.prepare(facts)
     plans = seed_plans(facts, lower, names=config.search.seeds,
                        keep_io_types=config.search.keep_io_types)
     ladder = sensitivity_ladder(space, lower, keep_io_types=config.search.keep_io_types)
-    seeds = study.enqueue_seeds(space, [*plans, *ladder])
+    twins = []
+    if "tf32" in search.spaces:  # the TF32 baseline, and the ladder with TF32 FP32 parts
+        twins = tf32_twins([p for p in plans if p.name == "all_fp32"] + ladder)
+    seeds = study.enqueue_seeds(space, [*plans, *ladder, *twins])
     if seeds:
         say(f"seed plans enqueued: {', '.join(seeds)}")
     budget = config.budget

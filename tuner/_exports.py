@@ -163,7 +163,7 @@ def export_study(
         result.files["model_mixed.onnx"] = path
         path = out / "onnxruntime_snippet.py"
         path.write_text(onnxruntime_snippet(
-            "model_mixed.onnx", context.get("device", "cuda"), context.get("provider_options", {})
+            "model_mixed.onnx", context.get("device", "cuda"), provider_options_for(plan, context)
         ))
         result.files["onnxruntime_snippet.py"] = path
 
@@ -301,10 +301,18 @@ def _recommended(record: TrialRecord, tied: Sequence[TrialRecord], rule: str, to
         "feasible": record.feasible,
         "pareto_front_size": front_size,
         "device": context.get("device"),
-        "provider_options": context.get("provider_options", {}),
+        "provider_options": provider_options_for(record.plan or PrecisionPlan.all_fp32(), context),
         "measurement": measurement,
         "conversion": conversion.report.to_dict() if conversion is not None else None,
     }
+
+
+def provider_options_for(plan: PrecisionPlan, context: dict[str, Any]) -> dict[str, str]:
+    """The CUDA EP options a plan was measured with: the run's, with the plan's TF32 setting."""
+    options = dict(context.get("provider_options", {}))
+    if context.get("device", "cuda") == "cuda":
+        options["use_tf32"] = "1" if plan.allow_tf32 else "0"
+    return options
 
 
 def _json_default(value: Any) -> Any:

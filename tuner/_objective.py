@@ -53,6 +53,7 @@ class StudyEvaluation:
     reference: Any = field(init=False)
     gate: AccuracyGate = field(init=False)
     evaluated: list[str] = field(default_factory=list, init=False)  # digests, in order
+    _tf32_profiler: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.gate = AccuracyGate(self.metric.config.tolerance, self.metric.config.reject_factor)
@@ -63,6 +64,7 @@ class StudyEvaluation:
         session options, say): the reference is not computed again."""
         other = copy.copy(self)
         other.profiler = profiler
+        other._tf32_profiler = None
         other.evaluated = []
         return other
 
@@ -86,7 +88,17 @@ class StudyEvaluation:
 
         return feeds_for_inputs(self.feeds, graph_inputs(candidate))
 
-    def drift_measurement(self, candidate: Any) -> Any:
+    def profiler_for(self, plan: PrecisionPlan) -> Any:
+        """The study's profiler, or one with TF32 on for a plan that allows it (CUDA only: the
+        CPU EP has no TF32, and such a plan measures like its IEEE twin there)."""
+        if not plan.allow_tf32 or self.profiler.session_config.device != "cuda":
+            return self.profiler
+        if self._tf32_profiler is None:
+            self._tf32_profiler = copy.copy(self.profiler)
+            self._tf32_profiler.session_config = self.profiler.session_config.with_(use_tf32=True)
+        return self._tf32_profiler
+
+    def drift_measurement(self, candidate: Any, profiler: Any = None) -> Any:
         """The profiler's drift run of a built candidate (a ModelProto or a path)."""
         if hasattr(candidate, "graph"):
             feeds = self._candidate_feeds(candidate)
@@ -95,7 +107,8 @@ class StudyEvaluation:
             from tuner import load_model
 
             feeds = feeds_for_inputs(self.feeds, graph_inputs(load_model(candidate)))
-        return self.profiler.measure_drift(candidate, feeds, self.reference), feeds
+        profiler = profiler if profiler is not None else self.profiler
+        return profiler.measure_drift(candidate, feeds, self.reference), feeds
 
     # -- the sensitivity pass ----------------------------------------------------------------------
 
@@ -158,8 +171,10 @@ class StudyEvaluation:
         except Exception as error:  # noqa: BLE001 - a plan the converter refuses: FAILED trial
             return TrialMeasurement.failed(failure_reason("conversion", error))
         details["metric"] = self.metric.name
+        profiler = self.profiler_for(plan)
+        details["use_tf32"] = profiler.session_config.use_tf32
         try:
-            measured, feeds = self.drift_measurement(candidate)
+            measured, feeds = self.drift_measurement(candidate, profiler)
         except Exception as error:  # noqa: BLE001 - session build, OOM, runtime error
             gc.collect()
             return TrialMeasurement.failed(failure_reason("session build or drift run", error),
@@ -177,7 +192,7 @@ class StudyEvaluation:
             return TrialMeasurement(drift=drift, rejected=rejection, cpu_placed_nodes=placed,
                                     warnings=tuple(placement.reasons), details=details)
         try:
-            timed = self.profiler.measure_latency(
+            timed = profiler.measure_latency(
                 candidate, feeds[0], output_arrays=measured.candidate_outputs[0]
             )
         except Exception as error:  # noqa: BLE001 - OOM or a runtime error while timing

@@ -36,8 +36,9 @@ ProgressCallback = Callable[[TrialProgress], None]
 
 def describe_plan(plan: PrecisionPlan, limit: int = 3) -> str:
     """A short account of what a plan keeps in FP32."""
+    tf32 = " + TF32" if plan.allow_tf32 else ""
     if plan.keep_all_fp32:
-        return "all FP32"
+        return f"all FP32{tf32}"
     parts = []
     types = sorted(plan.keep_fp32_op_types)
     if types:
@@ -45,7 +46,8 @@ def describe_plan(plan: PrecisionPlan, limit: int = 3) -> str:
         parts.append(f"FP32 op types: {shown}")
     if plan.keep_fp32_nodes:
         parts.append(f"{len(plan.keep_fp32_nodes)} FP32 node(s)")
-    return f"{plan.lower.upper()}" + (f"; {'; '.join(parts)}" if parts else ", nothing kept")
+    return (f"{plan.lower.upper()}" + (f"; {'; '.join(parts)}" if parts else ", nothing kept")
+            + tf32)
 
 
 class TextProgress:

@@ -12,6 +12,7 @@ from search_spaces import (
     SearchSpace,
     SensitiveNodesSpace,
     SensitivityRanking,
+    Tf32Space,
 )
 from tuner._config_fields import StudyConfigError
 from tuner._errors import MissingDependencyError
@@ -31,6 +32,8 @@ def build_search_space(
             spaces.append(OpTypeSpace(search.always_fp32, search.always_lower))
         elif name == "lower_type":
             spaces.append(LowerTypeSpace(search.lower_types))
+        elif name == "tf32":
+            spaces.append(Tf32Space())
         elif name == "sensitive_nodes":
             spaces.append(SensitiveNodesSpace(
                 ranking, mode=search.sensitive_mode,  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ def _number(value: Any) -> float | None:
 def measure_export(run_dir: Path) -> dict[str, Any]:
     """In the fresh process: the exported model's drift and latency on the run's inputs."""
     from profilers import OnnxRuntimeProfiler
+    from search_spaces import PrecisionPlan
     from tuner._model_io import load_model
     from tuner._objective import StudyEvaluation
     from tuner._study_metric import StudyMetric
@@ -72,9 +73,11 @@ def measure_export(run_dir: Path) -> dict[str, Any]:
     profiler = OnnxRuntimeProfiler(setup.session, setup.latency, relative_floor=1e-3,
                                    user_metrics=metric.user_metrics)
     evaluation = StudyEvaluation(model, feeds, profiler, metric)
-    measured, candidate_feeds = evaluation.drift_measurement(str(mixed))
+    recommended = json.loads((run_dir / "recommended.json").read_text())
+    plan_profiler = evaluation.profiler_for(PrecisionPlan.from_dict(recommended["plan"]))
+    measured, candidate_feeds = evaluation.drift_measurement(str(mixed), plan_profiler)
     drift = metric.value(measured.drift)
-    timed = profiler.measure_latency(str(mixed), candidate_feeds[0],
+    timed = plan_profiler.measure_latency(str(mixed), candidate_feeds[0],
                                      output_arrays=measured.candidate_outputs[0])
     latency = LatencySummary.from_stats(timed.latency.stats, device=timed.latency.device,
                                         clock=timed.latency.clock,

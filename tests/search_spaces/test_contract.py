@@ -15,12 +15,14 @@ from search_spaces import (
     PlanFields,
     SearchSpace,
     SensitiveNodesSpace,
+    Tf32Space,
 )
 from tests.search_spaces._facts import transformer_facts, transformer_ranking
 
 FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     "op_types": lambda: OpTypeSpace(always_lower=["Gather"]),
     "lower_type": lambda: LowerTypeSpace(["fp16", "bf16"]),
+    "tf32": Tf32Space,
     "sensitive_nodes_top_k": lambda: SensitiveNodesSpace(transformer_ranking(), max_k=5),
     "sensitive_nodes_threshold": lambda: SensitiveNodesSpace(
         transformer_ranking(), mode="threshold", order="drift"
@@ -80,6 +82,7 @@ def test_params_for_reproduces_a_suggested_plan(space: SearchSpace) -> None:
             lower=fields.lower or "fp16",
             keep_fp32_op_types=fields.keep_fp32_op_types,
             keep_fp32_nodes=fields.keep_fp32_nodes,
+            allow_tf32=bool(fields.allow_tf32),
         )
         again = space.suggest(optuna.trial.FixedTrial(space.params_for(plan)))
         assert again == fields
@@ -94,7 +97,7 @@ def test_cardinality_counts_the_distinct_suggestions(factory: Callable[[], Searc
     size = space.cardinality()
     assert size is not None
     distinct = {
-        (fields.lower, fields.keep_fp32_op_types, fields.keep_fp32_nodes)
+        (fields.lower, fields.keep_fp32_op_types, fields.keep_fp32_nodes, fields.allow_tf32)
         for _, fields in _suggestions(space, 25 * size)
     }
     assert len(distinct) == size

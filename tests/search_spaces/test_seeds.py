@@ -73,3 +73,13 @@ def test_sensitivity_ladder_keeps_the_top_k_groups_k_doubling() -> None:
         # the space can express the seed: its params select the same top k
         assert space.params_for(space.normalise(seed.plan))[sensitive.parameter("top_k")] == count
     assert sensitivity_ladder(ComposedSearchSpace([OpTypeSpace()]), "fp16") == []
+
+
+def test_tf32_twins_and_plans_that_allow_tf32_have_their_own_digest() -> None:
+    from search_spaces import PrecisionPlan, SeedPlan, tf32_twins
+
+    seeds = [SeedPlan("all_fp32", PrecisionPlan.all_fp32(), "nothing lowered")]
+    (twin,) = tf32_twins(seeds)
+    assert twin.name == "all_fp32+tf32" and twin.plan == PrecisionPlan.all_fp32(allow_tf32=True)
+    assert twin.plan.digest() != seeds[0].plan.digest()
+    assert PrecisionPlan.from_dict(twin.plan.to_dict()) == twin.plan

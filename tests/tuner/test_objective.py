@@ -203,3 +203,17 @@ def test_metric_errors_name_the_field() -> None:
         StudyMetric.from_config(MetricConfig("max_abs", 0.1, outputs=("nope",)), ["y", "l"])
     with pytest.raises(StudyConfigError, match=r"\[metric\] name = 'nomodule_xyz:f'"):
         StudyMetric.from_config(MetricConfig("nomodule_xyz:f", 0.1), ["y"])
+
+
+def test_a_plan_allowing_tf32_is_measured_with_tf32_on_cuda_only() -> None:
+    from profilers import OnnxRuntimeProfiler, SessionConfig
+
+    evaluation = _evaluation()
+    tf32 = replace(SAFE, allow_tf32=True)
+    assert evaluation.profiler_for(tf32) is evaluation.profiler  # the CPU EP has no TF32
+    evaluation.profiler = OnnxRuntimeProfiler(SessionConfig(device="cuda"))  # built lazily
+    chosen = evaluation.profiler_for(tf32)
+    assert chosen.session_config.use_tf32 is True
+    assert evaluation.profiler.session_config.use_tf32 is False  # the reference's stays off
+    assert evaluation.profiler_for(SAFE) is evaluation.profiler
+    assert evaluation.profiler_for(tf32) is chosen
