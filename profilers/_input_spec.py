@@ -110,7 +110,8 @@ class InputSpec:
             values = rng.normal(self.low, self.high, size=self.shape)
         else:
             values = rng.uniform(self.low, self.high, size=self.shape)
-        return np.ascontiguousarray(values.astype(dtype))
+        # np.ascontiguousarray would turn a scalar input (shape []) into shape [1]
+        return np.asarray(values, dtype=dtype, order="C")
 
     def to_dict(self) -> dict[str, Any]:
         return {

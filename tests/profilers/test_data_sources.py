@@ -188,3 +188,13 @@ def test_feeds_for_fp16_inputs():
     model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT32
     with pytest.raises(DataSourceError, match="only float inputs"):
         feeds_for_inputs(feeds, graph_inputs(model))
+
+
+def test_scalar_inputs_keep_their_empty_shape() -> None:
+    import numpy as np
+
+    from profilers import InputSpec
+
+    spec = InputSpec("sr", (), "int64", "int", 16000, 16001)
+    value = spec.sample(np.random.default_rng(0))
+    assert value.shape == () and value.dtype == np.int64 and int(value) == 16000
