@@ -9,7 +9,8 @@ by the profiler with TF32 off on the same feeds every candidate sees. Per plan:
    and the node placement of that run;
 3. accuracy gate: NaN/Inf or drift past ``reject_factor`` x tolerance -> rejected, not timed;
 4. latency (CUDA events or the CPU clock), NVML telemetry and provenance on the first feed;
-5. placement gate: compute nodes on the CPU or host-device copies count as ``cpu_placed_nodes``,
+5. placement gate: compute nodes on the CPU or host-device copies beyond the FP32 model's own
+   count as ``cpu_placed_nodes``,
    which the study makes a constraint (any -> infeasible).
 
 A conversion error, a session that cannot be built, out of memory or a runtime error returns a
@@ -54,10 +55,34 @@ class StudyEvaluation:
     gate: AccuracyGate = field(init=False)
     evaluated: list[str] = field(default_factory=list, init=False)  # digests, in order
     _tf32_profiler: Any = field(default=None, init=False, repr=False)
+    _fp32_placement: tuple[frozenset[str], int] | None = field(default=None, init=False,
+                                                               repr=False)
 
     def __post_init__(self) -> None:
         self.gate = AccuracyGate(self.metric.config.tolerance, self.metric.config.reject_factor)
         self.reference = self.profiler.reference_outputs(self.model, self.feeds)
+
+    def fp32_placement(self) -> tuple[frozenset[str], int]:
+        """(compute nodes on the CPU, host-device copies) of the FP32 model itself, measured once.
+
+        Some models need them whatever the precision (silero-vad keeps one copy in FP32): the
+        placement gate counts only what a candidate adds, or no plan could ever be feasible."""
+        if self._fp32_placement is None:
+            try:
+                measured, _ = self.drift_measurement(self.model)
+                placement = measured.placement
+                self._fp32_placement = (frozenset(n.name for n in placement.cpu_compute_nodes),
+                                        len(placement.memcpy_nodes))
+            except Exception:  # noqa: BLE001 - no baseline: count every CPU node, as before
+                gc.collect()
+                self._fp32_placement = (frozenset(), 0)
+        return self._fp32_placement
+
+    def added_cpu_placement(self, placement: Any) -> int:
+        """Compute nodes on the CPU and host-device copies beyond the FP32 model's own."""
+        fp32_cpu_nodes, fp32_copies = self.fp32_placement()
+        added_nodes = [n for n in placement.cpu_compute_nodes if n.name not in fp32_cpu_nodes]
+        return len(added_nodes) + max(0, len(placement.memcpy_nodes) - fp32_copies)
 
     def with_profiler(self, profiler: Any) -> StudyEvaluation:
         """The same model, feeds, metric and FP32 reference, measured by another profiler (other
@@ -181,7 +206,7 @@ class StudyEvaluation:
                                            details=details)
         drift = self.metric.value(measured.drift)
         placement = measured.placement
-        placed = len(placement.cpu_compute_nodes) + len(placement.memcpy_nodes)
+        placed = self.added_cpu_placement(placement)
         details["drift_report"] = _drift_summary(measured.drift)
         details["placement"] = {"providers": placement.providers_count(),
                                 "flagged": placement.flagged, "reasons": placement.reasons,

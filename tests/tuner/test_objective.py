@@ -31,10 +31,11 @@ TOLERANCE = 1e-3
 class CountingProfiler(OnnxRuntimeProfiler):
     """The real CPU profiler, counting what the evaluation asks of it."""
 
-    def __init__(self, flag_placement: bool = False) -> None:
+    def __init__(self, flag_placement: bool = False, fp32_copy: bool = False) -> None:
         super().__init__(SessionConfig(device="cpu"), FAST)
         self.calls: dict[str, int] = {"reference": 0, "drift": 0, "latency": 0}
         self.flag_placement = flag_placement
+        self.fp32_copy = fp32_copy  # the FP32 model itself needs one host-device copy
 
     def reference_outputs(self, model, feeds):  # type: ignore[no-untyped-def]
         self.calls["reference"] += 1
@@ -43,11 +44,16 @@ class CountingProfiler(OnnxRuntimeProfiler):
     def measure_drift(self, model, feeds, reference):  # type: ignore[no-untyped-def]
         self.calls["drift"] += 1
         measured = super().measure_drift(model, feeds, reference)
-        if not self.flag_placement:
+        converted = any(n.op_type == "Cast" for n in model.graph.node)  # the FP32 model has none
+        copy = NodePlacement("Memcpy", "MemcpyToHost", "CUDAExecutionProvider")
+        if self.fp32_copy:  # every model, the FP32 one included, holds the same copy
+            placement = PlacementReport("CUDAExecutionProvider", measured.placement.nodes,
+                                        memcpy_nodes=(copy,))
+            return replace(measured, placement=placement)
+        if not self.flag_placement or not converted:
             return measured
         # As the CUDA EP reports a node that fell back to the CPU, and a host-device copy.
         fell_back = NodePlacement("fc1", "MatMul", "CPUExecutionProvider")
-        copy = NodePlacement("Memcpy", "MemcpyToHost", "CUDAExecutionProvider")
         placement = PlacementReport("CUDAExecutionProvider", measured.placement.nodes,
                                     cpu_compute_nodes=(fell_back,), memcpy_nodes=(copy,))
         return replace(measured, placement=placement)
@@ -148,6 +154,13 @@ def test_placement_gate_counts_cpu_nodes_and_copies() -> None:
     assert measurement.cpu_placed_nodes == 2
     assert measurement.details["placement"]["flagged"] is True
     assert any("ran on the CPU" in w for w in measurement.warnings)
+
+
+def test_placement_gate_ignores_what_the_fp32_model_itself_needs() -> None:
+    evaluation = _evaluation(fp32_copy=True)
+    measurement = evaluation(SAFE)
+    assert measurement.details["placement"]["memcpy_nodes"] == 1
+    assert measurement.cpu_placed_nodes == 0
 
 
 def test_time_share_maps_per_node_time_to_eligible_nodes() -> None:
