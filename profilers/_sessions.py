@@ -121,14 +121,17 @@ def _model_source(model: Any, scratch: list[tempfile.TemporaryDirectory[str]]) -
         return str(path)
     if isinstance(model, bytes):
         return model
-    if model.ByteSize() < _PROTOBUF_LIMIT:
-        return model.SerializeToString()
-    import onnx
+    from tuner._model_io import iter_model_tensors, save_model, tensor_nbytes
 
+    # Sized from the tensors: ByteSize() itself raises for a proto over 2 GB.
+    if sum(tensor_nbytes(t) for t in iter_model_tensors(model)) < _PROTOBUF_LIMIT - 2**26:
+        return model.SerializeToString()
     folder = tempfile.TemporaryDirectory(prefix="amptune-model-")
     scratch.append(folder)
     path = Path(folder.name) / "model.onnx"
-    onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx.data")
+    # tuner's save_model leaves the caller's proto whole (onnx.save_model with external data
+    # would empty its tensors).
+    save_model(model, path, external_data=True)
     return str(path)
 
 
