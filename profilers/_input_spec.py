@@ -104,6 +104,7 @@ class InputSpec:
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         dtype = np.dtype(self.dtype)
+        values: np.ndarray
         if self.distribution == "int":
             values = rng.integers(int(self.low), int(np.ceil(self.high)), size=self.shape)
         elif self.distribution == "normal":

@@ -95,7 +95,7 @@ def parse_operator_kernels(markdown: str, provider: str = "CUDAExecutionProvider
     domain: str | None = None
     op_type: str | None = None
     for number, line in enumerate(lines[start + 1:], start=start + 2):
-        if line.startswith("## ") or line.startswith("<a name="):
+        if line.startswith(("## ", "<a name=")):
             break  # the next provider's section
         if not line.startswith("|"):
             continue

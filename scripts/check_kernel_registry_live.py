@@ -39,8 +39,8 @@ from onnx import TensorProto, defs, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from tuner._errors import MissingDependencyError  # noqa: E402
-from tuner._kernel_registry import KernelRegistry, live_registry, registry_differences  # noqa: E402
+from tuner._errors import MissingDependencyError
+from tuner._kernel_registry import KernelRegistry, live_registry, registry_differences
 
 SUITE_MODELS = (
     ("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"),
@@ -297,7 +297,7 @@ def run_placement(ort, model: onnx.ModelProto, feeds: dict, op_type: str, workdi
                           if not name.startswith("target_") and not _OUR_CASTS.match(name)})
         result["provider"] = (",".join(target) if target
                               else "inlined on " + ",".join(inlined or ["?"]))
-    except Exception as error:  # an unsupported type is an answer here, not a crash
+    except Exception as error:  # noqa: BLE001 - an unsupported type is an answer here, not a crash
         result["provider"] = None
         result["error"] = str(error).strip().splitlines()[0][:200]
     if provider == "CPUExecutionProvider":
@@ -310,7 +310,7 @@ def run_placement(ort, model: onnx.ModelProto, feeds: dict, op_type: str, workdi
     try:
         ort.InferenceSession(data, strict, providers=[provider])
         result["strict_ok"] = True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any refusal means "not without the CPU EP"
         result["strict_ok"] = False
     return result
 
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     model, feeds, lowered = build_one_node_model(
                         domain, op_type, opset, BUILDERS[op_type](opset), elem, rng)
-                except Exception as error:  # a builder that does not fit this opset
+                except Exception as error:  # noqa: BLE001 - a builder that does not fit this opset
                     row["live"][label] = {"error": f"builder: {error}"[:200]}
                     continue
                 if label != "fp32" and not lowered:

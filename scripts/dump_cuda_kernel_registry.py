@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from tuner._errors import MissingDependencyError  # noqa: E402
-from tuner._kernel_registry import live_registry  # noqa: E402
+from tuner._errors import MissingDependencyError
+from tuner._kernel_registry import live_registry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@
 Importing this package imports neither onnxruntime, plotly nor pynvml.
 """
 
-from tuner._convert import ConversionOptions, ConversionResult, convert_precision
 from tuner._conversion_report import ConversionReport, NodeDecision
+from tuner._convert import ConversionOptions, ConversionResult, convert_precision
 from tuner._errors import AmptuneError, MissingDependencyError, ModelLoadError, PassError, PlanError
 from tuner._inspect import ModelSummary, inspect_model
 from tuner._kernel_registry import KernelEntry, KernelRegistry, KernelRegistryError
@@ -13,22 +13,22 @@ from tuner._model_zoo import REAL_MODELS, real_model_path
 from tuner._version import __version__
 
 __all__ = [
-    "AmptuneError",
-    "KernelEntry",
-    "KernelRegistry",
-    "KernelRegistryError",
     "REAL_MODELS",
+    "AmptuneError",
     "ConversionOptions",
     "ConversionReport",
     "ConversionResult",
-    "NodeDecision",
-    "convert_precision",
+    "KernelEntry",
+    "KernelRegistry",
+    "KernelRegistryError",
     "MissingDependencyError",
     "ModelLoadError",
     "ModelSummary",
+    "NodeDecision",
     "PassError",
     "PlanError",
     "__version__",
+    "convert_precision",
     "inspect_model",
     "load_model",
     "real_model_path",

@@ -133,6 +133,7 @@ def _parse_entry(where: str, raw: Any) -> KernelEntry:
             if not isinstance(type_string, str) or not _TYPE_STRING.match(type_string):
                 raise KernelRegistryError(f"{where}.type_constraints.{name}: {type_string!r} is "
                                           f"not a type string such as 'tensor(float16)'")
+    assert isinstance(since, int) and isinstance(until, int)  # checked above
     return _entry(since, until, constraints)
 
 

@@ -75,7 +75,7 @@ SNIPPET = """\
 |---------|------------|---------------|-----------------|
 |**Operator Domain:** *ai.onnx*||||
 |Tan|*in* X:**T**<br> *out* Y:**T**|7+|**T** = tensor(float), tensor(float16)|
-"""  # noqa: E501  (the page's own rows)
+"""
 
 
 # ---- the docs parser -------------------------------------------------------------------------
