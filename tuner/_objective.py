@@ -102,11 +102,8 @@ class StudyEvaluation:
         from tuner import convert_precision
 
         result = convert_precision(self.model, plan, self.conversion_options)
-        counts: dict[str, int] = {}
-        for decision in result.report.nodes:
-            counts[decision.precision] = counts.get(decision.precision, 0) + 1
         return result.model, {"cast_count": result.report.cast_count, "converted": True,
-                              "node_precisions": counts}
+                              "node_precisions": result.report.precision_counts()}
 
     def _candidate_feeds(self, candidate: Any) -> list[dict[str, Any]]:
         from profilers import feeds_for_inputs, graph_inputs
@@ -128,10 +125,9 @@ class StudyEvaluation:
         if hasattr(candidate, "graph"):
             feeds = self._candidate_feeds(candidate)
         else:
-            from profilers import feeds_for_inputs, graph_inputs
             from tuner import load_model
 
-            feeds = feeds_for_inputs(self.feeds, graph_inputs(load_model(candidate)))
+            feeds = self._candidate_feeds(load_model(candidate))
         profiler = profiler if profiler is not None else self.profiler
         return profiler.measure_drift(candidate, feeds, self.reference), feeds
 
