@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, numpy_helper
 
+from tuner._lower_types import FP16
 from tuner._model_io import tensor_nbytes
 
-FP16_MAX = 65504.0
+FP16_MAX = FP16.max_finite  # 65504
 # Magnitudes at or below half the smallest FP16 subnormal (2**-24) round to zero.
-FP16_FLUSH_LIMIT = 2.0**-25
+FP16_FLUSH_LIMIT = FP16.smallest_subnormal / 2
 _FLOAT_TYPES = frozenset(
     {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 )
