@@ -6,14 +6,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.tuner._tiny_models import make_model
+
 FLOAT = TensorProto.FLOAT
-
-
-def _model(nodes, inputs, outputs, initializers=(), opset: int = 17) -> onnx.ModelProto:
-    graph = helper.make_graph(list(nodes), "tiny", list(inputs), list(outputs), list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10  # onnx 1.23 writes 14, which onnxruntime refuses
-    return model
 
 
 def matmul_chain(layers: int = 3, size: int = 64, batch: str | int = "batch") -> onnx.ModelProto:
@@ -29,7 +24,7 @@ def matmul_chain(layers: int = 3, size: int = 64, batch: str | int = "batch") ->
         out = "y" if layer == layers - 1 else f"r{layer}"
         nodes.append(helper.make_node("Relu", [f"m{layer}"], [out], name=f"relu{layer}"))
         current = out
-    return _model(
+    return make_model(
         nodes,
         [helper.make_tensor_value_info("x", FLOAT, [batch, size])],
         [helper.make_tensor_value_info("y", FLOAT, [batch, size])],
@@ -48,7 +43,7 @@ def fp16_matmul_with_casts(size: int = 256) -> onnx.ModelProto:
         helper.make_node("MatMul", ["x16", "w"], ["m"], name="matmul"),
         helper.make_node("Cast", ["m"], ["y"], to=FLOAT, name="cast_out"),
     ]
-    return _model(
+    return make_model(
         nodes,
         [helper.make_tensor_value_info("x", FLOAT, [size, size])],
         [helper.make_tensor_value_info("y", FLOAT, [size, size])],
@@ -62,7 +57,7 @@ def two_inputs_int_and_float() -> onnx.ModelProto:
         helper.make_node("Cast", ["ids"], ["idsf"], to=FLOAT, name="cast"),
         helper.make_node("Mul", ["idsf", "scale"], ["y"], name="mul"),
     ]
-    return _model(
+    return make_model(
         nodes,
         [
             helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
@@ -79,7 +74,7 @@ def det_on_cuda_falls_back() -> onnx.ModelProto:
         helper.make_node("Det", ["r"], ["d"], name="det"),
         helper.make_node("Relu", ["d"], ["y"], name="relu_after"),
     ]
-    return _model(
+    return make_model(
         nodes,
         [helper.make_tensor_value_info("x", FLOAT, [8, 4, 4])],
         [helper.make_tensor_value_info("y", FLOAT, [8])],
