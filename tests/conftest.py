@@ -1,4 +1,4 @@
-"""Shared fixtures: GPU-test skipping, the real-model zoo, and saving tiny models built in code."""
+"""Shared fixtures: GPU-test skipping and the real-model zoo."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import glob
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-
-if TYPE_CHECKING:
-    import onnx
-
-# onnx 1.23 writes IR version 14; onnxruntime 1.31/1.32 read up to 10 or 13.
-_MAX_IR_VERSION = 10
 
 
 def _cuda_device_visible() -> str | None:
@@ -87,22 +80,3 @@ def real_model() -> Callable[[str], Path]:
 
     return locate
 
-
-@pytest.fixture
-def model_file(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: save a ModelProto built in code to a temporary file and return its path.
-
-    Lowers the IR version to one onnxruntime reads and checks the model first, so a broken test
-    model fails here with onnx's message rather than later inside the code under test.
-    """
-    import onnx
-
-    def save(model: onnx.ModelProto, name: str = "model.onnx", check: bool = True) -> Path:
-        model.ir_version = min(model.ir_version, _MAX_IR_VERSION)
-        if check:
-            onnx.checker.check_model(model, full_check=True)
-        path = tmp_path / name
-        onnx.save(model, str(path))
-        return path
-
-    return save
