@@ -371,12 +371,7 @@ class TuningStudy:
         return "reused", measurement
 
     def _known_from(self, number: int) -> _Known:
-        frozen = self.study.get_trials(deepcopy=False)[number]
-        return _Known(
-            number=frozen.number, state=frozen.state.name, values=frozen.values,
-            constraints=dict(frozen.constraints), measurement=frozen.user_attrs[MEASUREMENT],
-            failure=frozen.user_attrs.get(FAILURE),
-        )
+        return _known(self.study.get_trials(deepcopy=False)[number])
 
     def _known_plans(self) -> dict[str, _Known]:
         known: dict[str, _Known] = {}
@@ -388,7 +383,7 @@ class TuningStudy:
                 or not trial.state.is_finished()
             ):
                 continue
-            known[digest] = self._known_from(trial.number)
+            known[digest] = _known(trial)  # not _known_from: that reads every trial again
         return known
 
     def _finished_count(self) -> int:
@@ -443,6 +438,14 @@ class TuningStudy:
             best=best,
             elapsed_s=time.monotonic() - started,
         )
+
+
+def _known(frozen: optuna.trial.FrozenTrial) -> _Known:
+    return _Known(
+        number=frozen.number, state=frozen.state.name, values=frozen.values,
+        constraints=dict(frozen.constraints), measurement=frozen.user_attrs[MEASUREMENT],
+        failure=frozen.user_attrs.get(FAILURE),
+    )
 
 
 def _params_key(params: dict[str, Any]) -> frozenset:
