@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tuner._errors import MissingDependencyError
 from tuner._kernel_registry import KernelRegistry, live_registry, registry_differences
+from tuner._tensor_types import iterate_graphs
 
 SUITE_MODELS = (
     ("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"),
@@ -184,22 +185,13 @@ def suite_cases(extra_models: list[Path]) -> tuple[dict[tuple[str, str, int], se
             continue
         model = onnx.load(str(path), load_external_data=False)
         opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
-        for node in _all_nodes(model.graph):
+        for node in (node for graph in iterate_graphs(model.graph) for node in graph.node):
             domain = node.domain or "ai.onnx"
             cases.setdefault((domain, node.op_type, opsets.get(domain, 1)), set()).add(label)
     label, opset, op_types = MINILM
     for op_type in op_types:
         cases.setdefault(("ai.onnx", op_type, opset), set()).add(label)
     return cases, missing
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(
-                    attribute.graphs):
-                yield from _all_nodes(subgraph)
 
 
 def build_one_node_model(domain: str, op_type: str, opset: int, case: OneNode, lower: int,
