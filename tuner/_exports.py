@@ -211,7 +211,10 @@ def _kept_fp32(
 ) -> tuple[list[str], list[str], list[str]]:
     """(op types kept, nodes kept by the plan, nodes the converter kept for its own reasons)."""
     if plan.keep_all_fp32:
-        types = sorted({n.op_type for n in model.graph.node}) if model is not None else []
+        from tuner._tensor_types import iterate_graphs
+
+        types = sorted({n.op_type for g in iterate_graphs(model.graph) for n in g.node}
+                       ) if model is not None else []  # If/Loop/Scan bodies' op types too
         return types, [], []
     engine_nodes = []
     if conversion is not None:

@@ -181,3 +181,22 @@ def test_paddle_table_agrees_with_the_paddle_seed_mapping() -> None:
     for entry in PADDLE_GPU_FP16_BLACK_LIST:
         for onnx_op in entry.onnx_op_types:
             assert entry.paddle_op in ONNX_TO_PADDLE[onnx_op], (entry.paddle_op, onnx_op)
+
+
+def test_keep_all_fp32_lists_the_op_types_inside_subgraphs_too() -> None:
+    from onnx import TensorProto, helper
+
+    from search_spaces import PrecisionPlan
+    from tests.tuner._tiny_models import make_model, tensor_input
+    from tuner._exports import _kept_fp32
+
+    then_branch = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["t"])], "then", [],
+                                    [tensor_input("t", [3])])
+    else_branch = helper.make_graph([helper.make_node("Tanh", ["x"], ["e"])], "else", [],
+                                    [tensor_input("e", [3])])
+    model = make_model([helper.make_node("If", ["c"], ["y"], then_branch=then_branch,
+                                         else_branch=else_branch)],
+                       [tensor_input("x", [3]), tensor_input("c", [], TensorProto.BOOL)],
+                       [tensor_input("y", [3])])
+    types, nodes, engine = _kept_fp32(PrecisionPlan.all_fp32(), model, None)
+    assert types == ["If", "Sigmoid", "Tanh"] and nodes == [] and engine == []
