@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.tuner.test_inspect import _packaged_model
 from tuner import inspect_model, load_model
 from tuner.cli import main
 
@@ -135,14 +135,6 @@ def test_inspect_imports_no_runtime_plotting_or_nvml(tmp_path: Path) -> None:
     assert "HEAVY []" in result.stdout
 
 
-def _packaged_model(distribution: str, relative: str) -> Path:
-    try:
-        path = Path(str(importlib.metadata.distribution(distribution).locate_file(relative)))
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"needs {distribution}: pip install {distribution}")
-    if not path.is_file():
-        pytest.skip(f"{distribution} does not ship {relative}")
-    return path
 
 
 @pytest.mark.slow
